@@ -1,0 +1,126 @@
+"""Typed payloads between the state machine's states: a state's output is the next one's input.
+
+Every model round-trips through JSON (``model_dump(mode="json")``) because Step Functions
+carries them as JSON documents (256 KB at most, so payloads hold keys, never data).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sluice.errors import SourceObjectError
+from sluice.specs import FeatureKind
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    def to_event(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class SourceObject(Payload):
+    bucket: str
+    key: str
+    version_id: str | None = None
+    sha256: str = ""
+    size: int = 0
+
+
+class IngestRequest(Payload):
+    """What to ingest: from an EventBridge ``Object Created`` event or given directly."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    dataset: str | None = Field(None, description="overrides the dataset taken from raw/<dataset>/")
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> IngestRequest:
+        if event.get("detail-type") == "Object Created" or event.get("source") == "aws.s3":
+            detail = event.get("detail") or {}
+            try:
+                return cls(
+                    bucket=detail["bucket"]["name"],
+                    key=detail["object"]["key"],
+                    version_id=detail["object"].get("version-id"),
+                )
+            except (KeyError, TypeError) as exc:
+                raise SourceObjectError(f"S3 event without bucket/object detail: missing {exc}") from exc
+        if "bucket" not in event or "key" not in event:
+            raise SourceObjectError(
+                "ingest input needs an S3 'Object Created' event or {bucket, key[, version_id]}"
+            )
+        return cls.model_validate(event)
+
+
+class IngestResult(Payload):
+    dataset: str
+    run_id: str
+    source: SourceObject
+    curated_prefix: str
+    data_key: str
+    schema_key: str
+    quality_key: str
+    quarantine_key: str
+    rows_read: int
+    rows_clean: int
+    rows_quarantined: int
+    models: list[str] = Field(default_factory=list, description="model specs to train on this data")
+
+
+class TrainRequest(Payload):
+    model: str
+    ingest: IngestResult
+
+
+class Feature(Payload):
+    name: str
+    kind: FeatureKind
+
+
+class FeatureSchema(Payload):
+    """What a caller sends (raw fields) and how it becomes the ONNX graph's inputs."""
+
+    features: list[Feature]
+    target: str
+    task: Literal["classification"] = "classification"
+    classes: list[str] = Field(default_factory=list)
+    label_output: str = "label"
+    probabilities_output: str = "probabilities"
+
+
+class ParityReport(Payload):
+    rows: int
+    label_agreement: float
+    max_abs_prob_diff: float
+    passed: bool
+
+
+class TrainResult(Payload):
+    model: str
+    run_id: str
+    artifact_key: str = Field(description="staging location of model.onnx, copied on registration")
+    onnx_sha256: str
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+    parity: ParityReport
+    params: dict[str, Any] = Field(default_factory=dict)
+    feature_schema: FeatureSchema
+    rows_train: int
+    rows_holdout: int
+    timings: dict[str, float] = Field(default_factory=dict)
+    library_versions: dict[str, str] = Field(default_factory=dict)
+    spec: dict[str, Any] = Field(default_factory=dict)
+    ingest: IngestResult
+
+
+class RegisterResult(Payload):
+    model: str
+    version: int
+    status: Literal["champion", "rejected"]
+    reasons: list[str] = Field(default_factory=list)
+    previous_champion: int | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)

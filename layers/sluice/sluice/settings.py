@@ -1,0 +1,40 @@
+"""Runtime settings, read from the environment the template gives every function."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Environment of a Sluice function (``SLUICE_*`` variables set in template.yaml Globals)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="ignore")
+
+    data_bucket: str = ""
+    registry_table: str = ""
+    topic_arn: str = ""
+    stage: str = "dev"
+    region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    # Seconds between two reads of the registry aliases by the API.
+    alias_refresh_seconds: float = 60.0
+    # Comma-separated API keys enforced by the app itself (local sandbox, uvicorn). On AWS,
+    # API Gateway enforces keys and usage plans, and this stays empty.
+    local_api_keys: str = ""
+
+    def require(self, *names: str) -> None:
+        missing = [n for n in names if not getattr(self, n)]
+        if missing:
+            from sluice.errors import ConfigurationError
+
+            env = ", ".join("SLUICE_" + n.upper() for n in missing)
+            raise ConfigurationError(f"missing environment variable(s): {env}")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

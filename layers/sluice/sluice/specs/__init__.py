@@ -1,0 +1,175 @@
+"""Dataset and model specs: plain data, validated at load, round-trip to dict/YAML.
+
+Built-in specs live as YAML next to this file; a user adds a spec by adding a YAML file
+(in the repo, or from S3 next to the data in later versions) without changing code.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sluice.errors import SpecError, UnknownDatasetError
+
+ColumnType = Literal["string", "text", "float", "int", "datetime"]
+FeatureKind = Literal["text", "categorical", "numeric", "date"]
+Task = Literal["classification"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+class ColumnSpec(_Spec):
+    name: str
+    type: ColumnType = "string"
+    required: bool = Field(False, description="the column must be present in the file's header")
+    nullable: bool = Field(True, description="a row may leave the value empty")
+    aliases: list[str] = Field(default_factory=list, description="header names seen in real files")
+    formats: list[str] = Field(default_factory=list, description="strptime formats tried for datetimes")
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not v.isidentifier():
+            raise ValueError(f"column name {v!r} must be a lowercase identifier")
+        return v
+
+
+class DatasetSpec(_Spec):
+    name: str
+    description: str = ""
+    columns: list[ColumnSpec]
+    max_quarantine_share: float = Field(0.2, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _unique(self) -> DatasetSpec:
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate column name(s): {', '.join(dupes)}")
+        return self
+
+    def column(self, name: str) -> ColumnSpec:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+
+class FeatureSpec(_Spec):
+    name: str
+    kind: FeatureKind
+
+
+class EstimatorSpec(_Spec):
+    name: str = "logistic_regression"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class GateSpec(_Spec):
+    min_metric: float | None = None
+    beat_baseline: bool = True
+
+
+class ModelSpec(_Spec):
+    name: str
+    dataset: str
+    task: Task = "classification"
+    target: str
+    features: list[FeatureSpec]
+    estimator: EstimatorSpec = Field(default_factory=EstimatorSpec)
+    metric: Literal["accuracy", "macro_f1"] = "macro_f1"
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=0.5)
+    min_class_rows: int = Field(5, ge=2, description="rarer classes are merged into rare_label")
+    rare_label: str = "Other"
+    random_state: int = 42
+    gates: GateSpec = Field(default_factory=GateSpec)
+
+    @model_validator(mode="after")
+    def _target_not_feature(self) -> ModelSpec:
+        if self.target in {f.name for f in self.features}:
+            raise ValueError(f"target {self.target!r} is also listed as a feature")
+        if not self.features:
+            raise ValueError("features: at least one feature is required")
+        return self
+
+
+def _validate(cls: type[_Spec], data: Any, source: str) -> Any:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SpecError(f"invalid {cls.__name__} in {source}: {problems}") from exc
+
+
+def parse_dataset_spec(data: Any, source: str = "<dict>") -> DatasetSpec:
+    return _validate(DatasetSpec, data, source)
+
+
+def parse_model_spec(data: Any, source: str = "<dict>") -> ModelSpec:
+    return _validate(ModelSpec, data, source)
+
+
+def load_spec_file(path: str | Path) -> DatasetSpec | ModelSpec:
+    """Load a user's spec file; a model spec has a ``target``, a dataset spec has ``columns``."""
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a spec must be a YAML mapping")
+    if "columns" in data:
+        return parse_dataset_spec(data, str(path))
+    return parse_model_spec(data, str(path))
+
+
+def _builtin(kind: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for entry in resources.files("sluice.specs").joinpath(kind).iterdir():
+        if entry.name.endswith(".yaml"):
+            out[entry.name[: -len(".yaml")]] = yaml.safe_load(entry.read_text())
+    return out
+
+
+def dataset_names() -> list[str]:
+    return sorted(_builtin("datasets"))
+
+
+def load_dataset_spec(name: str) -> DatasetSpec:
+    specs = _builtin("datasets")
+    if name not in specs:
+        raise UnknownDatasetError(f"no dataset spec named {name!r}; known: {', '.join(sorted(specs))}")
+    return parse_dataset_spec(specs[name], f"datasets/{name}.yaml")
+
+
+def load_model_spec(name: str) -> ModelSpec:
+    specs = _builtin("models")
+    if name not in specs:
+        raise SpecError(f"no model spec named {name!r}; known: {', '.join(sorted(specs))}")
+    return parse_model_spec(specs[name], f"models/{name}.yaml")
+
+
+def model_specs_for(dataset: str) -> list[ModelSpec]:
+    return [
+        parse_model_spec(data, f"models/{name}.yaml")
+        for name, data in sorted(_builtin("models").items())
+        if data.get("dataset") == dataset
+    ]
+
+
+def dataset_for_key(key: str) -> str:
+    """``raw/<dataset>/<file>`` -> ``<dataset>``."""
+    parts = key.split("/")
+    if len(parts) < 3 or parts[0] != "raw" or not parts[1]:
+        raise UnknownDatasetError(f"object key {key!r} is not of the form raw/<dataset>/<file>")
+    return parts[1]

@@ -1,0 +1,242 @@
+"""The few adapters that let moto run this project's stack without Docker.
+
+Every place where the sandbox reaches into moto lives here, against the moto version pinned in
+pyproject.toml (5.2.5); ``check_moto_version`` refuses another one instead of failing obscurely.
+
+1. Lambda: moto runs function code in Docker (``LambdaFunction._invoke_lambda``). We route
+   invocations of *our* functions to their real handler modules, in this process, with the
+   function's environment, and return what Lambda returns (payload, or an error document whose
+   ``errorType`` Step Functions matches in Retry/Catch).
+2. EventBridge: moto's rules do not deliver to Step Functions targets; we start the execution.
+3. CloudFormation: moto creates ``AWS::StepFunctions::StateMachine`` in the non-executing backend
+   and ignores ``DefinitionSubstitutions``; we apply them and use the executing backend.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+MOTO_VERSION = "5.2.5"
+
+
+def check_moto_version() -> None:
+    import moto
+
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(
+            f"the sandbox adapters are written for moto {MOTO_VERSION}, found {moto.__version__}; "
+            "install the pinned dependencies (make venv)"
+        )
+
+
+# --------------------------------------------------------------------------- stdout capture
+
+
+class _ThreadStdout(io.TextIOBase):
+    """sys.stdout replacement: a thread that set a buffer writes there, others write through."""
+
+    def __init__(self, real: Any):
+        self.real = real
+        self.local = threading.local()
+
+    def write(self, s: str) -> int:
+        buf = getattr(self.local, "buffer", None)
+        return buf.write(s) if buf is not None else self.real.write(s)
+
+    def flush(self) -> None:
+        if getattr(self.local, "buffer", None) is None:
+            self.real.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _capturing_stdout() -> _ThreadStdout:
+    if not isinstance(sys.stdout, _ThreadStdout):
+        sys.stdout = _ThreadStdout(sys.stdout)
+    return sys.stdout
+
+
+# --------------------------------------------------------------------------- Lambda
+
+
+@dataclass
+class LocalFunction:
+    """Where the code of one deployed function lives on disk."""
+
+    code_dir: Path
+    handler: str  # "app.handler"
+    module: ModuleType | None = None
+
+
+@dataclass
+class LambdaContext:
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    timeout_s: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    _deadline: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class LocalLambda:
+    """Runs deployed functions' handlers in this process (one invocation at a time)."""
+
+    def __init__(self) -> None:
+        self.functions: dict[str, LocalFunction] = {}
+        self.lock = threading.RLock()
+        self.invocations: list[dict[str, Any]] = []
+
+    def register(self, function_name: str, code_dir: Path, handler: str) -> None:
+        self.functions[function_name] = LocalFunction(Path(code_dir), handler)
+
+    def _load(self, name: str, fn: LocalFunction) -> Any:
+        module_name, _, attr = fn.handler.rpartition(".")
+        if fn.module is None:
+            path = fn.code_dir / (module_name.replace(".", "/") + ".py")
+            spec = importlib.util.spec_from_file_location(f"sluice_fn_{name.replace('-', '_')}", path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load handler {fn.handler} from {fn.code_dir}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            fn.module = module
+        return getattr(fn.module, attr)
+
+    def invoke(self, lambda_fn: Any, event: Any) -> tuple[str, bool, str]:
+        """Returns (payload, errored, logs) like moto's Docker path."""
+        fn = self.functions[lambda_fn.function_name]
+        stdout = _capturing_stdout()
+        buffer = io.StringIO()
+        started = time.perf_counter()
+        with self.lock:
+            saved = dict(os.environ)
+            os.environ.update({k: str(v) for k, v in (lambda_fn.environment_vars or {}).items()})
+            os.environ["AWS_LAMBDA_FUNCTION_NAME"] = lambda_fn.function_name
+            os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(lambda_fn.memory_size)
+            stdout.local.buffer = buffer
+            try:
+                from sluice.settings import get_settings
+
+                get_settings.cache_clear()
+                handler = self._load(lambda_fn.function_name, fn)
+                context = LambdaContext(
+                    function_name=lambda_fn.function_name,
+                    memory_limit_in_mb=int(lambda_fn.memory_size),
+                    invoked_function_arn=lambda_fn.function_arn,
+                    timeout_s=int(lambda_fn.timeout),
+                )
+                result = handler(event, context)
+                payload, errored = json.dumps(result), False
+            except Exception as exc:  # the Lambda runtime's contract: the error becomes the payload
+                payload = json.dumps(
+                    {
+                        "errorMessage": str(exc),
+                        "errorType": type(exc).__name__,
+                        "stackTrace": traceback.format_exception(exc)[-6:],
+                    }
+                )
+                errored = True
+            finally:
+                stdout.local.buffer = None
+                os.environ.clear()
+                os.environ.update(saved)
+        self.invocations.append(
+            {
+                "function": lambda_fn.function_name,
+                "errored": errored,
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        )
+        return payload, errored, buffer.getvalue()
+
+
+LOCAL_LAMBDA = LocalLambda()
+_installed = False
+
+
+def install() -> LocalLambda:
+    """Patch moto once per process; returns the registry of local functions."""
+    global _installed
+    if _installed:
+        return LOCAL_LAMBDA
+    check_moto_version()
+
+    from moto.awslambda.models import LambdaFunction
+    from moto.events.models import Rule
+    from moto.stepfunctions.models import StateMachine
+    from moto.stepfunctions.responses import get_backend as sfn_backend
+
+    original_invoke = LambdaFunction._invoke_lambda
+
+    def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
+        if self.function_name not in LOCAL_LAMBDA.functions:
+            return original_invoke(self, event)
+        payload, errored, logs = LOCAL_LAMBDA.invoke(self, event if event is not None else {})
+        self.logs_backend.ensure_log_group(self.logs_group_name)
+        self.save_logs(logs + ("\n" if logs else "") + payload)
+        return payload, errored, logs
+
+    LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
+
+    original_send = Rule.send_to_targets
+
+    def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
+        from moto.utilities.arns import parse_arn
+
+        states = [t for t in self.targets if parse_arn(t["Arn"]).service == "states"]
+        others = [t for t in self.targets if t not in states]
+        if states and self.event_pattern.matches_event(original_event):
+            for target in states:
+                arn = parse_arn(target["Arn"])
+                sfn_backend(arn.account, arn.region).start_execution(
+                    target["Arn"],
+                    name=f"s3-{uuid.uuid4().hex[:20]}",
+                    execution_input=json.dumps(original_event, default=str),
+                )
+        if others:
+            self.targets, kept = others, self.targets
+            try:
+                original_send(self, original_event, transform_input)
+            finally:
+                self.targets = kept
+
+    Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+
+    def create_from_cloudformation_json(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        from moto.stepfunctions.utils import cfn_to_api_tags
+
+        properties = cloudformation_json["Properties"]
+        definition = properties.get("DefinitionString") or json.dumps(properties.get("Definition", {}))
+        for key, value in (properties.get("DefinitionSubstitutions") or {}).items():
+            definition = definition.replace("${" + key + "}", str(value))
+        name = properties.get("StateMachineName", resource_name)
+        return sfn_backend(account_id, region_name).create_state_machine(
+            name, definition, properties.get("RoleArn", ""), tags=cfn_to_api_tags(properties.get("Tags", []))
+        )
+
+    StateMachine.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)  # type: ignore[assignment]
+    _installed = True
+    return LOCAL_LAMBDA

@@ -1,0 +1,214 @@
+"""The local sandbox: an embedded AWS (moto server on 127.0.0.1) with this project's stack on it.
+
+Everything in it comes from template.yaml (see deploy.py); Lambda handlers run in this process
+(adapters.py); the API is the api function's FastAPI app under uvicorn on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from sluice_cli import adapters
+from sluice_cli.deploy import TEMPLATE, Stack, deploy
+
+REGION = "us-east-1"
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sandbox:
+    def __init__(
+        self,
+        stage: str = "dev",
+        port: int = 0,
+        api_port: int = 0,
+        template: Path = TEMPLATE,
+        alias_refresh_seconds: float = 5.0,
+    ):
+        self.stage = stage
+        self.port = port or free_port()
+        self.api_port = api_port
+        self.template = template
+        self.alias_refresh_seconds = alias_refresh_seconds
+        self.api_key = "sk-local-" + secrets.token_hex(12)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.stack: Stack | None = None
+        self._server: Any = None
+        self._api_server: Any = None
+        self._api_thread: threading.Thread | None = None
+        self._saved_env: dict[str, str] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Stack:
+        from moto.server import ThreadedMotoServer
+
+        adapters.check_moto_version()
+        self._saved_env = dict(os.environ)
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint,
+                "AWS_ACCESS_KEY_ID": "sandbox",
+                "AWS_SECRET_ACCESS_KEY": "sandbox",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "MOTO_PORT": str(self.port),
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        # The sandbox reports failures through the execution history; moto's own error logs
+        # (every caught Task failure) and werkzeug's request lines would only be noise.
+        for name in ("werkzeug", "moto"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        from moto.core.config import default_user_config
+
+        default_user_config["stepfunctions"] = {"execute_state_machine": True}
+        local = adapters.install()
+        self.stack = deploy(f"sluice-{self.stage}", {"Stage": self.stage}, self.template, REGION)
+        for fn in self.stack.functions.values():
+            local.register(fn["name"], fn["code_dir"], fn["handler"])
+        self._reset_runtime_caches()
+        return self.stack
+
+    def stop(self) -> None:
+        if self._api_server is not None:
+            self._api_server.should_exit = True
+            if self._api_thread:
+                self._api_thread.join(timeout=10)
+            self._api_server = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._saved_env is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_env)
+            self._saved_env = None
+        self._reset_runtime_caches()
+        from moto.core.config import default_user_config
+
+        default_user_config["stepfunctions"] = {"execute_state_machine": False}
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @staticmethod
+    def _reset_runtime_caches() -> None:
+        from sluice.aws import reset_clients
+        from sluice.settings import get_settings
+
+        reset_clients()
+        get_settings.cache_clear()
+
+    # -- clients ------------------------------------------------------------------------------
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint)
+
+    # -- data and pipeline --------------------------------------------------------------------
+
+    def upload(self, path: Path, dataset: str, name: str | None = None) -> dict[str, Any]:
+        """Put a file under raw/<dataset>/: S3 -> EventBridge -> the training pipeline."""
+        assert self.stack is not None
+        key = f"raw/{dataset}/{name or path.name}"
+        resp = self.client("s3").put_object(Bucket=self.stack.bucket, Key=key, Body=path.read_bytes())
+        return {"bucket": self.stack.bucket, "key": key, "version_id": resp.get("VersionId")}
+
+    def executions(self) -> list[dict[str, Any]]:
+        assert self.stack is not None
+        resp = self.client("stepfunctions").list_executions(stateMachineArn=self.stack.state_machine_arn)
+        return sorted(resp["executions"], key=lambda e: e["startDate"])
+
+    def wait_for_new_execution(self, known: set[str], timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for execution in self.executions():
+                if execution["executionArn"] not in known:
+                    return execution["executionArn"]
+            time.sleep(0.1)
+        raise TimeoutError("no execution started: is the EventBridge rule deployed?")
+
+    def follow(
+        self,
+        execution_arn: str,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        timeout: float = 600.0,
+    ) -> dict[str, Any]:
+        """Wait for an execution, calling on_event for each new history event; returns describe()."""
+        sfn = self.client("stepfunctions")
+        seen = 0
+        deadline = time.monotonic() + timeout
+        while True:
+            description = sfn.describe_execution(executionArn=execution_arn)
+            events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+            if on_event:
+                for event in events[seen:]:
+                    on_event(event)
+            seen = len(events)
+            if description["status"] in TERMINAL:
+                return description
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{execution_arn} still {description['status']} after {timeout}s")
+            time.sleep(0.2)
+
+    # -- API ----------------------------------------------------------------------------------
+
+    def start_api(self) -> str:
+        """Serve the api function's app under uvicorn on 127.0.0.1; returns its base URL."""
+        import uvicorn
+
+        assert self.stack is not None
+        api = next(f for lid, f in self.stack.functions.items() if lid == "ApiFunction")
+        for key, value in api["environment"].items():
+            if key.startswith("SLUICE_") and key != "SLUICE_ROOT_PATH":
+                os.environ[key] = value
+        os.environ["SLUICE_LOCAL_API_KEYS"] = self.api_key
+        os.environ["SLUICE_ALIAS_REFRESH_SECONDS"] = str(self.alias_refresh_seconds)
+        self._reset_runtime_caches()
+        from sluice.serving.app import create_app
+
+        port = self.api_port or free_port()
+        config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        self._api_server = uvicorn.Server(config)
+        self._api_thread = threading.Thread(target=self._api_server.run, daemon=True)
+        self._api_thread.start()
+        deadline = time.monotonic() + 20
+        while not self._api_server.started:
+            if time.monotonic() > deadline or not self._api_thread.is_alive():
+                raise RuntimeError("the API did not start")
+            time.sleep(0.05)
+        self.api_port = port
+        return f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def running_sandbox(**kwargs: Any) -> Iterator[Sandbox]:
+    sandbox = Sandbox(**kwargs)
+    try:
+        sandbox.start()
+        yield sandbox
+    finally:
+        sandbox.stop()
