@@ -224,7 +224,12 @@ def install() -> LocalLambda:
     Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
 
     def create_from_cloudformation_json(
-        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
     ) -> Any:
         from moto.stepfunctions.utils import cfn_to_api_tags
 

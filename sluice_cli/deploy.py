@@ -190,7 +190,9 @@ def deploy(
     )
     described = cfn_client.describe_stacks(StackName=stack_name)["Stacks"][0]
     if described["StackStatus"] != "CREATE_COMPLETE":
-        raise RuntimeError(f"stack {stack_name}: {described['StackStatus']} {described.get('StackStatusReason')}")
+        raise RuntimeError(
+            f"stack {stack_name}: {described['StackStatus']} {described.get('StackStatusReason')}"
+        )
     physical = {
         r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
         for r in cfn_client.describe_stack_resources(StackName=stack_name)["StackResources"]

@@ -6,7 +6,7 @@ embedded AWS; nothing here knows whether it talks to AWS or to the sandbox.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import boto3
@@ -17,7 +17,7 @@ from sluice.settings import get_settings
 _CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"})
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str) -> Any:
     return boto3.client(service, region_name=get_settings().region, config=_CONFIG)
 

@@ -42,7 +42,9 @@ def from_csv_bytes(body: bytes, schema: dict[str, Any]) -> pd.DataFrame:
     return df
 
 
-def write_curated(bucket: str, data_key: str, schema_key: str, df: pd.DataFrame, types: dict[str, str]) -> None:
+def write_curated(
+    bucket: str, data_key: str, schema_key: str, df: pd.DataFrame, types: dict[str, str]
+) -> None:
     put_bytes(bucket, data_key, to_csv_bytes(df), "text/csv")
     put_json(bucket, schema_key, schema_of(df, types))
 

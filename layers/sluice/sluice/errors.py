@@ -29,9 +29,8 @@ class MissingColumnsError(SluiceError):
     def __init__(self, missing: list[str], header: list[str]):
         self.missing = missing
         self.header = header
-        super().__init__(
-            f"missing required column(s): {', '.join(missing)}; header found: {', '.join(header) or '(empty)'}"
-        )
+        found = ", ".join(header) or "(empty)"
+        super().__init__(f"missing required column(s): {', '.join(missing)}; header found: {found}")
 
 
 class QualityGateError(SluiceError):

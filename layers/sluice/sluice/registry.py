@@ -178,9 +178,7 @@ class Registry:
         item = resp.get("Item")
         return int(item["version"]["N"]) if item else None
 
-    def set_alias(
-        self, model: str, alias: str, version: int, *, expected: int | None, reason: str
-    ) -> None:
+    def set_alias(self, model: str, alias: str, version: int, *, expected: int | None, reason: str) -> None:
         """Move ``alias`` to ``version`` if it still points at ``expected`` (None: unset)."""
         if alias not in ALIASES:
             raise ValueError(f"alias must be one of {ALIASES}")

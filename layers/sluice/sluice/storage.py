@@ -41,7 +41,9 @@ def get_object(bucket: str, key: str, version_id: str | None = None) -> S3Object
     return S3Object(bucket, key, resp.get("VersionId") or version_id, resp["Body"].read())
 
 
-def put_bytes(bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> str | None:
+def put_bytes(
+    bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream"
+) -> str | None:
     resp = client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
     return resp.get("VersionId")
 

@@ -1,0 +1,244 @@
+"""`sluice demo` and `sluice up`: the whole product on the embedded AWS."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sluice_cli.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "transactions" / "daily_household_transactions.csv"
+
+# A record no file contains, next to records sampled from the uploaded file.
+EXTRA_RECORD = {
+    "description": "Train ticket Place 3 to Place 8",
+    "payment_method": "Cash",
+    "amount": 45.0,
+    "date": "2018-10-02T09:15:00",
+}
+
+
+class Printer:
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.entered: dict[str, float] = {}
+
+    def __call__(self, *parts: Any) -> None:
+        if not self.quiet:
+            print(*parts, flush=True)
+
+    def history_event(self, event: dict[str, Any]) -> None:
+        """One line per state entered / exited, with its duration."""
+        kind = event["type"]
+        ts = event["timestamp"]
+        ts = ts.timestamp() if isinstance(ts, datetime) else float(ts)
+        if kind.endswith("StateEntered"):
+            name = event["stateEnteredEventDetails"]["name"]
+            self.entered[name] = ts
+            self(f"    > {name}")
+        elif kind.endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            took = ts - self.entered.get(name, ts)
+            self(f"    < {name} ({took:.1f}s)")
+        elif kind in ("TaskFailed", "LambdaFunctionFailed"):
+            details = (
+                event.get("taskFailedEventDetails") or event.get("lambdaFunctionFailedEventDetails") or {}
+            )
+            self(f"      ! {details.get('error')}: {_error_message(details.get('cause'))}")
+        elif kind == "ExecutionFailed":
+            details = event.get("executionFailedEventDetails", {})
+            self(f"    x execution failed: {details.get('error')}")
+
+
+def _error_message(cause: str | None) -> str:
+    try:
+        return json.loads(cause or "")["errorMessage"]
+    except (ValueError, KeyError, TypeError):
+        return (cause or "")[:300]
+
+
+def run_pipeline(sandbox: Sandbox, path: Path, dataset: str, out: Printer) -> dict[str, Any]:
+    known = {e["executionArn"] for e in sandbox.executions()}
+    obj = sandbox.upload(path, dataset)
+    out(f"  uploaded s3://{obj['bucket']}/{obj['key']} (version {obj['version_id']})")
+    arn = sandbox.wait_for_new_execution(known)
+    out(f"  EventBridge started execution {arn.rsplit(':', 1)[-1]}")
+    started = time.perf_counter()
+    description = sandbox.follow(arn, on_event=out.history_event)
+    out(f"  execution {description['status']} in {time.perf_counter() - started:.1f}s")
+    output = json.loads(description.get("output") or "{}")
+    return {"status": description["status"], "output": output, "error": description.get("error")}
+
+
+def _sample_records(sandbox: Sandbox, ingest: dict[str, Any], features: list[str], n: int = 3) -> list[dict]:
+    """A few real rows of the curated data (spread over the file), as an API caller would send them."""
+    from sluice.curated import read_curated
+
+    df = read_curated(sandbox.stack.bucket, ingest["data_key"], ingest["schema_key"])  # type: ignore[union-attr]
+    df = df.dropna(subset=["description"])
+    picks = df.iloc[[len(df) // (n + 1) * (i + 1) for i in range(n)]]
+    records = []
+    for _, row in picks.iterrows():
+        record = {f: row[f] for f in features}
+        record["date"] = row["date"].isoformat()
+        record["amount"] = float(row["amount"])
+        records.append({"record": record, "actual": row.get("category")})
+    return records
+
+
+def predict_samples(
+    api_url: str,
+    api_key: str,
+    sandbox: Sandbox,
+    ingest: dict[str, Any],
+    models: list[dict[str, Any]],
+    out: Printer,
+) -> list[dict[str, Any]]:
+    predictions = []
+    headers = {"x-api-key": api_key}
+    with httpx.Client(base_url=api_url, headers=headers, timeout=30) as http:
+        for model in models:
+            info = http.get(f"/v1/models/{model['name']}")
+            features = (
+                [f["name"] for f in info.json()["feature_schema"]["features"]] if info.is_success else []
+            )
+            samples = [
+                *_sample_records(sandbox, ingest, features or list(EXTRA_RECORD)),
+                {"record": EXTRA_RECORD, "actual": None},
+            ]
+            resp = http.post(
+                f"/v1/models/{model['name']}/predict", json={"records": [s["record"] for s in samples]}
+            )
+            resp.raise_for_status()
+            body = resp.json()
+            out(f"  POST {api_url}/v1/models/{model['name']}/predict -> {resp.status_code}")
+            for sample, pred in zip(samples, body["predictions"], strict=True):
+                rec = sample["record"]
+                top = max(pred["probabilities"].values()) if pred.get("probabilities") else None
+                actual = f" (file says {sample['actual']})" if sample["actual"] else " (new record)"
+                out(
+                    f"    {rec['description'][:38]!r:40} {rec['payment_method'][:20]:20}"
+                    f" {rec['amount']:>9.2f} -> {pred['label']} p={top:.2f}{actual}"
+                )
+                predictions.append(
+                    {
+                        "model": body["model"],
+                        "version": body["version"],
+                        "request_id": body.get("request_id"),
+                        "input": rec,
+                        "label": pred["label"],
+                        "probability": top,
+                        "actual": sample["actual"],
+                    }
+                )
+    return predictions
+
+
+def demo(data: Path = DEFAULT_DATA, dataset: str = "transactions", as_json: bool = False) -> int:
+    out = Printer(quiet=False)
+    t0 = time.perf_counter()
+    summary: dict[str, Any] = {"status": "NOT_STARTED", "models": [], "predictions": []}
+    sandbox = Sandbox()
+    try:
+        out("Sluice demo: the stack in template.yaml on an embedded AWS (no account, no Docker)")
+        stack = sandbox.start()
+        out(
+            f"  embedded AWS at {sandbox.endpoint}; stack {stack.name} deployed"
+            f" in {time.perf_counter() - t0:.1f}s"
+        )
+        out(f"  served locally instead: {', '.join(x.split(' ')[0] for x in stack.left_out)}")
+        out(f"Pipeline for {data.name}:")
+        result = run_pipeline(sandbox, data, dataset, out)
+        summary["status"] = result["status"]
+        summary["execution_output"] = result["output"]
+        if result["status"] != "SUCCEEDED":
+            out(f"  the pipeline did not succeed: {result['error']}")
+            return 1
+        from sluice.registry import Registry
+
+        registry = Registry(stack.table, stack.bucket)
+        out("Registry:")
+        for outcome in result["output"].get("outcomes", []):
+            if outcome.get("status") == "failed":
+                out(f"  {outcome['model']}: FAILED {outcome.get('error')}")
+                summary["models"].append(
+                    {"name": outcome["model"], "status": "failed", "error": outcome.get("error")}
+                )
+                continue
+            meta = registry.metadata(registry.get_version(outcome["model"], outcome["version"]))
+            metrics = {k: round(v, 4) for k, v in meta.get("metrics", {}).items()}
+            baseline = {k: round(v, 4) for k, v in meta.get("baseline", {}).items()}
+            out(
+                f"  {outcome['model']} v{outcome['version']} [{outcome['status']}] metrics {metrics} "
+                f"baseline {baseline} parity {meta.get('parity', {}).get('passed')}"
+            )
+            summary["models"].append(
+                {
+                    "name": outcome["model"],
+                    "version": outcome["version"],
+                    "status": outcome["status"],
+                    "metrics": metrics,
+                    "baseline": baseline,
+                }
+            )
+        api_url = sandbox.start_api()
+        out(f"API on {api_url} (FastAPI app of the api function, API key required):")
+        served = [m for m in summary["models"] if m.get("status") == "champion"]
+        summary["predictions"] = predict_samples(
+            api_url, sandbox.api_key, sandbox, result["output"]["ingest"], served, out
+        )
+        summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        out(f"Done in {summary['wall_seconds']}s; shutting down the embedded AWS.")
+        return 0 if summary["predictions"] else 1
+    finally:
+        sandbox.stop()
+        if as_json:
+            summary.pop("execution_output", None)
+            print(json.dumps(summary, default=str), flush=True)
+
+
+def up(port: int, api_port: int) -> int:
+    sandbox = Sandbox(port=port, api_port=api_port)
+    stack = sandbox.start()
+    api_url = sandbox.start_api()
+    key = sandbox.api_key
+    print(
+        f"""Sluice is up on an embedded AWS (Ctrl-C stops it; state is in memory).
+
+  AWS endpoint : {sandbox.endpoint}   (any access key / secret works)
+  data bucket  : {stack.bucket}
+  API          : {api_url}   docs: {api_url}/docs
+  API key      : {key}
+
+Upload a CSV to start the training pipeline (the API serves the new champion within
+{sandbox.alias_refresh_seconds:.0f}s of its registration, no restart):
+
+  AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws --endpoint-url {sandbox.endpoint} --region us-east-1 \\
+      s3 cp {DEFAULT_DATA} s3://{stack.bucket}/raw/transactions/
+
+  AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws --endpoint-url {sandbox.endpoint} --region us-east-1 \\
+      stepfunctions list-executions --state-machine-arn {stack.state_machine_arn}
+
+  curl -s -H 'x-api-key: {key}' {api_url}/v1/models
+
+  curl -s -H 'x-api-key: {key}' -H 'content-type: application/json' \\
+      -d '{json.dumps({"records": [EXTRA_RECORD]})}' \\
+      {api_url}/v1/models/transaction-category/predict
+""",
+        flush=True,
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping", file=sys.stderr)
+    finally:
+        sandbox.stop()
+    return 0

@@ -1,0 +1,37 @@
+"""The `sluice` command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sluice_cli import demo as demo_mod
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="sluice", description="Serverless MLOps: CSV in S3 -> served ONNX model."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_demo = sub.add_parser(
+        "demo", help="run the whole pipeline once on the embedded AWS and predict through HTTP"
+    )
+    p_demo.add_argument("--data", type=Path, default=demo_mod.DEFAULT_DATA, help="CSV file to upload")
+    p_demo.add_argument("--dataset", default="transactions", help="dataset spec (raw/<dataset>/)")
+    p_demo.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+
+    p_up = sub.add_parser("up", help="keep the stack running on the embedded AWS, with the API on 127.0.0.1")
+    p_up.add_argument("--port", type=int, default=4566, help="port of the embedded AWS endpoint")
+    p_up.add_argument("--api-port", type=int, default=8000, help="port of the API")
+
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        if not args.data.is_file():
+            parser.error(f"--data {args.data}: no such file")
+        return demo_mod.demo(args.data, args.dataset, args.json)
+    return demo_mod.up(args.port, args.api_port)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

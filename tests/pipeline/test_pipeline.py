@@ -1,0 +1,146 @@
+"""The real state machine, deployed from template.yaml onto the embedded AWS, on real data.
+
+One sandbox for the module: upload a sample of the household file, let EventBridge start the
+pipeline, then check the registry, the served model and the failure path.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.events import DATA
+
+HOUSEHOLD = DATA / "transactions" / "daily_household_transactions.csv"
+
+pytestmark = pytest.mark.pipeline
+
+
+def _sample(src: Path, dst: Path, every: int = 2, drop: str | None = None) -> Path:
+    with src.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:][::every]
+    keep = [i for i, name in enumerate(header) if name != drop]
+    with dst.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        for row in [header, *body]:
+            writer.writerow([row[i] for i in keep])
+    return dst
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    from sluice_cli.sandbox import Sandbox
+
+    sb = Sandbox(alias_refresh_seconds=0.5)
+    sb.start()
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture(scope="module")
+def registry(sandbox):
+    from sluice.registry import Registry
+
+    return Registry(sandbox.stack.table, sandbox.stack.bucket)
+
+
+def _run(sandbox, path: Path) -> dict:
+    known = {e["executionArn"] for e in sandbox.executions()}
+    sandbox.upload(path, "transactions")
+    arn = sandbox.wait_for_new_execution(known)
+    return sandbox.follow(arn, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def first_run(sandbox, tmp_path_factory):
+    path = _sample(HOUSEHOLD, tmp_path_factory.mktemp("data") / "household_sample.csv")
+    return _run(sandbox, path)
+
+
+@pytest.fixture(scope="module")
+def api(sandbox, first_run):
+    url = sandbox.start_api()
+    with httpx.Client(base_url=url, headers={"x-api-key": sandbox.api_key}, timeout=30) as client:
+        yield client
+
+
+def test_upload_runs_the_pipeline_and_registers_a_champion(first_run, registry):
+    assert first_run["status"] == "SUCCEEDED", first_run.get("cause")
+    output = json.loads(first_run["output"])
+    ingest = output["ingest"]
+    assert ingest["rows_read"] == ingest["rows_clean"] + ingest["rows_quarantined"]
+    assert ingest["rows_read"] == 1231  # every second data row of 2461
+    (outcome,) = output["outcomes"]
+    assert outcome["model"] == "transaction-category"
+    assert outcome["status"] == "champion"
+    assert registry.get_alias("transaction-category", "champion") == outcome["version"] == 1
+
+
+def test_registered_version_has_metrics_lineage_and_parity(first_run, registry, sandbox):
+    mv = registry.get_version("transaction-category", 1)
+    meta = registry.metadata(mv)
+    assert meta["metrics"]["accuracy"] > meta["baseline"]["accuracy"]
+    assert meta["metrics"]["macro_f1"] > meta["baseline"]["macro_f1"]
+    assert meta["parity"]["passed"] is True
+    assert meta["parity"]["label_agreement"] == 1.0
+    source = meta["source"]
+    assert source["bucket"] == sandbox.stack.bucket
+    assert source["key"] == "raw/transactions/household_sample.csv"
+    assert source["version_id"]
+    assert len(source["sha256"]) == 64
+    assert meta["onnx_sha256"] == mv.onnx_sha256
+    # the artifact in S3 is the one the registry vouches for
+    assert len(registry.load_onnx(mv)) > 1000
+
+
+def test_api_serves_the_champion(api, registry):
+    classes = registry.metadata(registry.get_version("transaction-category", 1))["feature_schema"]["classes"]
+    record = {
+        "description": "Idli medu Vada mix 2 plates",
+        "payment_method": "Cash",
+        "amount": 60,
+        "date": "2018-09-20T12:03:00",
+    }
+    resp = api.post("/v1/models/transaction-category/predict", json=record)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["model"] == "transaction-category"
+    assert body["version"] == 1
+    (pred,) = body["predictions"]
+    assert pred["label"] in classes
+    assert set(pred["probabilities"]) == set(classes)
+    assert abs(sum(pred["probabilities"].values()) - 1.0) < 1e-3
+    assert pred["probabilities"][pred["label"]] == max(pred["probabilities"].values())
+
+
+def test_api_errors_are_json_4xx(api, sandbox):
+    missing = api.post("/v1/models/transaction-category/predict", json={"description": "x"})
+    assert missing.status_code == 422
+    assert "amount" in missing.text
+    unknown = api.post("/v1/models/no-such-model/predict", json={"description": "x"})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]
+    no_key = httpx.post(f"{api.base_url}/v1/models/transaction-category/predict", json={})
+    assert no_key.status_code == 401
+    assert sandbox.api_key not in no_key.text
+
+
+def test_missing_columns_fail_at_ingest_and_keep_the_champion(sandbox, registry, api, tmp_path):
+    path = _sample(HOUSEHOLD, tmp_path / "no_amount.csv", every=5, drop="Amount")
+    result = _run(sandbox, path)
+    assert result["status"] == "FAILED"
+    assert result["error"] == "MissingColumnsError"
+    cause = json.loads(result["cause"])["errorMessage"]
+    assert "amount" in cause and "Date" in cause and "Mode" in cause  # names the column, lists the header
+    assert next(m for m in registry.models() if m["name"] == "transaction-category")["latest_version"] == 1
+    assert registry.get_alias("transaction-category", "champion") == 1
+    resp = api.post(
+        "/v1/models/transaction-category/predict",
+        json={"description": "Netflix", "payment_method": "Cash", "amount": 199, "date": "2018-09-19"},
+    )
+    assert resp.status_code == 200 and resp.json()["version"] == 1
