@@ -1,0 +1,213 @@
+"""The ingest Lambda handler under moto, driven by the sample events in events/ingest/."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import boto3
+import pandas as pd
+import pytest
+from moto import mock_aws
+from sluice.aws import reset_clients
+from sluice.curated import read_curated
+from sluice.errors import MissingColumnsError, QualityGateError
+from sluice.ingest import ingest_bytes
+from sluice.settings import get_settings
+from sluice.specs import load_dataset_spec
+
+from tests.events import DATA, ROOT, event_files, load_event
+from tests.lambda_context import lambda_context
+
+BUCKET = "sluice-dev-data-123456789012-us-east-1"
+HOUSEHOLD = DATA / "transactions" / "daily_household_transactions.csv"
+TITANS = DATA / "transactions" / "titans_all_transactions.csv"
+
+
+def missing_columns_csv() -> bytes:
+    """The household file's first 20 rows without its Date and Amount columns."""
+    rows = list(csv.reader(io.StringIO(HOUSEHOLD.read_text(), newline="")))[:21]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow([v for i, v in enumerate(row) if i not in (0, 5)])
+    return buf.getvalue().encode()
+
+
+# event file -> (object body, rows read); rows None: the event must fail
+CASES = {
+    "s3_object_created_household.json": (HOUSEHOLD.read_bytes, 2461),
+    "s3_object_created_titans.json": (TITANS.read_bytes, 127),
+    "s3_object_created_missing_columns.json": (missing_columns_csv, None),
+}
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "SLUICE_DATA_BUCKET": BUCKET,
+        "POWERTOOLS_SERVICE_NAME": "ingest",
+        "POWERTOOLS_METRICS_NAMESPACE": "Sluice-test",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        get_settings.cache_clear()
+        reset_clients()
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        yield client
+    get_settings.cache_clear()
+    reset_clients()
+
+
+@pytest.fixture
+def handler(s3):
+    """The handler of functions/ingest/app.py, loaded after the environment is set (Powertools reads it)."""
+    path = ROOT / "functions" / "ingest" / "app.py"
+    spec = importlib.util.spec_from_file_location("sluice_test_ingest_app", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
+
+
+def upload(s3, event: dict, body: bytes) -> dict:
+    """Put the object the event describes and point the event at the version moto created."""
+    obj = event["detail"]["object"]
+    assert event["detail"]["bucket"]["name"] == BUCKET
+    assert obj["size"] == len(body), "the sample event's size should match the file it describes"
+    resp = s3.put_object(Bucket=BUCKET, Key=obj["key"], Body=body)
+    return {**event, "detail": {**event["detail"], "object": {**obj, "version-id": resp["VersionId"]}}}
+
+
+def keys_under(s3, prefix: str) -> set[str]:
+    return {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])}
+
+
+def test_every_sample_event_is_covered():
+    assert {p.name for p in event_files("ingest")} == set(CASES)
+
+
+@pytest.mark.parametrize("name", [n for n, (_, rows) in CASES.items() if rows is not None])
+def test_object_created_event_writes_curated_outputs(s3, handler, capsys, name):
+    make_body, rows = CASES[name]
+    body = make_body()
+    event = upload(s3, load_event(f"ingest/{name}"), body)
+
+    result = handler(event, lambda_context("ingest"))
+
+    assert result["dataset"] == "transactions"
+    assert result["rows_read"] == rows
+    assert result["rows_read"] == result["rows_clean"] + result["rows_quarantined"]
+    assert result["models"] == ["transaction-category"]
+    source = result["source"]
+    assert source["key"] == event["detail"]["object"]["key"]
+    assert source["version_id"] == event["detail"]["object"]["version-id"]
+    assert source["size"] == len(body)
+    assert len(source["sha256"]) == 64
+    prefix = f"curated/transactions/{result['run_id']}/"
+    assert result["curated_prefix"] == prefix
+    assert keys_under(s3, prefix) == {
+        prefix + "data.csv",
+        prefix + "schema.json",
+        prefix + "quality.json",
+        prefix + "quarantine.csv",
+    }
+
+    quality = json.loads(s3.get_object(Bucket=BUCKET, Key=result["quality_key"])["Body"].read())
+    assert quality["run_id"] == result["run_id"]
+    assert quality["rows_clean"] == result["rows_clean"]
+    assert quality["source"] == source
+    assert quality["column_mapping"]["Date"] == "date"
+    assert set(quality["timings"]) == {"read_s", "ingest_s", "write_s"}
+
+    quarantine = s3.get_object(Bucket=BUCKET, Key=result["quarantine_key"])["Body"].read().decode()
+    assert quarantine.splitlines()[0] == "line,reasons,raw"
+
+    curated = read_curated(BUCKET, result["data_key"], result["schema_key"])
+    assert len(curated) == result["rows_clean"]
+    assert list(curated.columns[:2]) == ["date", "amount"]
+    assert pd.api.types.is_datetime64_any_dtype(curated["date"])
+    assert curated["amount"].dtype == "float64"
+    pd.testing.assert_frame_equal(curated, ingest_bytes(body, load_dataset_spec("transactions")).clean)
+
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    metrics = {m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"RowsClean", "RowsQuarantined"} <= metrics
+    [doc] = [d for d in emf if "RowsClean" in d]
+    assert doc["RowsClean"] == [result["rows_clean"]] and doc["dataset"] == "transactions"
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_missing_columns_event_raises_with_the_header(s3, handler):
+    name = "s3_object_created_missing_columns.json"
+    event = upload(s3, load_event(f"ingest/{name}"), CASES[name][0]())
+    with pytest.raises(MissingColumnsError, match=r"date, amount; header found: Mode, Category"):
+        handler(event, lambda_context("ingest"))
+    assert keys_under(s3, "curated/") == set()
+
+
+def test_run_id_follows_the_object_version(s3, handler):
+    event = upload(s3, load_event("ingest/s3_object_created_titans.json"), TITANS.read_bytes())
+    first = handler(event, lambda_context("ingest"))
+    assert handler(event, lambda_context("ingest"))["run_id"] == first["run_id"]
+    # A direct {bucket, key} input reads the latest version: the same object, the same run.
+    direct = {"bucket": BUCKET, "key": "raw/transactions/titans_all_transactions.csv"}
+    assert handler(direct, lambda_context("ingest"))["run_id"] == first["run_id"]
+    # Uploading again creates a new version, hence a new run.
+    s3.put_object(Bucket=BUCKET, Key=direct["key"], Body=TITANS.read_bytes())
+    second = handler(direct, lambda_context("ingest"))
+    assert second["run_id"] != first["run_id"]
+    assert second["source"]["sha256"] == first["source"]["sha256"]
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_quality_gate_failure_still_writes_the_report(s3, handler):
+    rows = list(csv.reader(io.StringIO(TITANS.read_text(), newline="")))[:11]
+    for row in rows[1:5]:
+        row[3] = "unknown"
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    key = "raw/transactions/mostly_bad.csv"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=buf.getvalue().encode())
+
+    with pytest.raises(QualityGateError, match="4 of 10 rows quarantined") as info:
+        handler({"bucket": BUCKET, "key": key}, lambda_context("ingest"))
+
+    [quality_key] = [k for k in keys_under(s3, "curated/transactions/") if k.endswith("quality.json")]
+    assert quality_key in str(info.value)
+    prefix = quality_key.removesuffix("quality.json")
+    assert keys_under(s3, prefix) == {prefix + "quality.json", prefix + "quarantine.csv"}
+    quality = json.loads(s3.get_object(Bucket=BUCKET, Key=quality_key)["Body"].read())
+    assert quality["gate"]["passed"] is False
+    assert quality["failures"] == {"amount:not_a_number": 4}
+    quarantine = list(
+        csv.DictReader(
+            io.StringIO(s3.get_object(Bucket=BUCKET, Key=prefix + "quarantine.csv")["Body"].read().decode())
+        )
+    )
+    assert [int(r["line"]) for r in quarantine] == [2, 3, 4, 5]
+
+
+def test_sample_events_parse_like_eventbridge_delivers_them():
+    from sluice.contracts import IngestRequest
+
+    for path in event_files("ingest"):
+        event = load_event(path)
+        assert event["source"] == "aws.s3" and event["detail-type"] == "Object Created"
+        request = IngestRequest.from_event(event)
+        assert request.bucket == BUCKET
+        assert request.key.startswith("raw/transactions/") and request.key.endswith(".csv")
+        assert request.version_id == event["detail"]["object"]["version-id"]
+        assert Path(request.key).name in {HOUSEHOLD.name, TITANS.name, "missing_columns.csv"}
