@@ -14,6 +14,7 @@ pyproject.toml (5.2.5); ``check_moto_version`` refuses another one instead of fa
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import io
 import json
@@ -44,28 +45,32 @@ def check_moto_version() -> None:
 # --------------------------------------------------------------------------- stdout capture
 
 
-class _ThreadStdout(io.TextIOBase):
-    """sys.stdout replacement: a thread that set a buffer writes there, others write through."""
+class _ContextStdout(io.TextIOBase):
+    """sys.stdout replacement: code running in a context that set a sink writes there.
+
+    A context variable rather than a thread-local, so that what a handler hands to a worker thread
+    (anyio's thread pool copies the context) still writes to the handler's sink.
+    """
 
     def __init__(self, real: Any):
         self.real = real
-        self.local = threading.local()
+        self.sink: contextvars.ContextVar[Any] = contextvars.ContextVar("sluice_stdout_sink", default=None)
 
     def write(self, s: str) -> int:
-        buf = getattr(self.local, "buffer", None)
-        return buf.write(s) if buf is not None else self.real.write(s)
+        sink = self.sink.get()
+        return sink.write(s) if sink is not None else self.real.write(s)
 
     def flush(self) -> None:
-        if getattr(self.local, "buffer", None) is None:
+        if self.sink.get() is None:
             self.real.flush()
 
     def isatty(self) -> bool:
         return False
 
 
-def _capturing_stdout() -> _ThreadStdout:
-    if not isinstance(sys.stdout, _ThreadStdout):
-        sys.stdout = _ThreadStdout(sys.stdout)
+def capturing_stdout() -> _ContextStdout:
+    if not isinstance(sys.stdout, _ContextStdout):
+        sys.stdout = _ContextStdout(sys.stdout)
     return sys.stdout
 
 
@@ -126,7 +131,7 @@ class LocalLambda:
     def invoke(self, lambda_fn: Any, event: Any) -> tuple[str, bool, str]:
         """Returns (payload, errored, logs) like moto's Docker path."""
         fn = self.functions[lambda_fn.function_name]
-        stdout = _capturing_stdout()
+        stdout = capturing_stdout()
         buffer = io.StringIO()
         started = time.perf_counter()
         with self.lock:
@@ -134,7 +139,7 @@ class LocalLambda:
             os.environ.update({k: str(v) for k, v in (lambda_fn.environment_vars or {}).items()})
             os.environ["AWS_LAMBDA_FUNCTION_NAME"] = lambda_fn.function_name
             os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(lambda_fn.memory_size)
-            stdout.local.buffer = buffer
+            token = stdout.sink.set(buffer)
             try:
                 from sluice.settings import get_settings
 
@@ -158,7 +163,7 @@ class LocalLambda:
                 )
                 errored = True
             finally:
-                stdout.local.buffer = None
+                stdout.sink.reset(token)
                 os.environ.clear()
                 os.environ.update(saved)
         self.invocations.append(

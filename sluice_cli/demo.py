@@ -189,7 +189,7 @@ def demo(data: Path = DEFAULT_DATA, dataset: str = "transactions", as_json: bool
                 }
             )
         api_url = sandbox.start_api()
-        out(f"API on {api_url} (FastAPI app of the api function, API key required):")
+        out(f"API on {api_url} (the api function's FastAPI app; API key required; log: {sandbox.api_log}):")
         served = [m for m in summary["models"] if m.get("status") == "champion"]
         summary["predictions"] = predict_samples(
             api_url, sandbox.api_key, sandbox, result["output"]["ingest"], served, out
@@ -216,6 +216,7 @@ def up(port: int, api_port: int) -> int:
   data bucket  : {stack.bucket}
   API          : {api_url}   docs: {api_url}/docs
   API key      : {key}
+  API log      : {sandbox.api_log}   (JSON logs and EMF metrics of the api function)
 
 Upload a CSV to start the training pipeline (the API serves the new champion within
 {sandbox.alias_refresh_seconds:.0f}s of its registration, no restart):

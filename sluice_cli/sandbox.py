@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +48,7 @@ class Sandbox:
         self.template = template
         self.alias_refresh_seconds = alias_refresh_seconds
         self.api_key = "sk-local-" + secrets.token_hex(12)
+        self.api_log = Path(tempfile.gettempdir()) / f"sluice-api-{os.getpid()}.log"
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.stack: Stack | None = None
         self._server: Any = None
@@ -60,6 +62,7 @@ class Sandbox:
         from moto.server import ThreadedMotoServer
 
         adapters.check_moto_version()
+        adapters.capturing_stdout()  # before any handler module binds sys.stdout
         self._saved_env = dict(os.environ)
         os.environ.update(
             {
@@ -180,15 +183,22 @@ class Sandbox:
 
     # -- API ----------------------------------------------------------------------------------
 
+    def _serve_api(self) -> None:
+        """uvicorn's loop; what the app prints (JSON logs, EMF metrics) goes to api.log."""
+        stdout = adapters.capturing_stdout()
+        with self.api_log.open("a", encoding="utf-8") as log:
+            stdout.sink.set(log)  # this thread's context, inherited by the app's tasks and workers
+            self._api_server.run()
+
     def start_api(self) -> str:
         """Serve the api function's app under uvicorn on 127.0.0.1; returns its base URL."""
         import uvicorn
 
         assert self.stack is not None
-        api = next(f for lid, f in self.stack.functions.items() if lid == "ApiFunction")
-        for key, value in api["environment"].items():
-            if key.startswith("SLUICE_") and key != "SLUICE_ROOT_PATH":
-                os.environ[key] = value
+        api = self.stack.functions["ApiFunction"]
+        # The api function's environment from the deployed stack, minus the API Gateway stage
+        # path: locally the app is served at the root.
+        os.environ.update({k: v for k, v in api["environment"].items() if k != "SLUICE_ROOT_PATH"})
         os.environ["SLUICE_LOCAL_API_KEYS"] = self.api_key
         os.environ["SLUICE_ALIAS_REFRESH_SECONDS"] = str(self.alias_refresh_seconds)
         self._reset_runtime_caches()
@@ -199,7 +209,7 @@ class Sandbox:
             create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
         )
         self._api_server = uvicorn.Server(config)
-        self._api_thread = threading.Thread(target=self._api_server.run, daemon=True)
+        self._api_thread = threading.Thread(target=self._serve_api, daemon=True)
         self._api_thread.start()
         deadline = time.monotonic() + 20
         while not self._api_server.started:

@@ -12,13 +12,13 @@ import boto3
 import pandas as pd
 import pytest
 from moto import mock_aws
+
 from sluice.aws import reset_clients
 from sluice.curated import read_curated
 from sluice.errors import MissingColumnsError, QualityGateError
 from sluice.ingest import ingest_bytes
 from sluice.settings import get_settings
 from sluice.specs import load_dataset_spec
-
 from tests.events import DATA, ROOT, event_files, load_event
 from tests.lambda_context import lambda_context
 

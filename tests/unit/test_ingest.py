@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from sluice.errors import MissingColumnsError, QualityGateError, SourceObjectError
 from sluice.ingest import ingest_bytes, map_header, run_id_for, snake_case, sniff_delimiter
 from sluice.specs import load_dataset_spec, parse_dataset_spec
-
 from tests.events import DATA
 
 HOUSEHOLD = DATA / "transactions" / "daily_household_transactions.csv"

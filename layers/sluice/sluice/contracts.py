@@ -106,7 +106,8 @@ class TrainResult(Payload):
     onnx_sha256: str
     metrics: dict[str, float]
     baseline: dict[str, float]
-    parity: ParityReport
+    parity: ParityReport | None = Field(None, description="set by the Verify step; None until then")
+    parity_key: str | None = Field(None, description="native predictions the Verify step replays")
     params: dict[str, Any] = Field(default_factory=dict)
     feature_schema: FeatureSchema
     rows_train: int

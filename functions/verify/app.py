@@ -1,0 +1,34 @@
+"""Verify Lambda: TrainResult (parity pending) -> TrainResult with its parity report.
+
+Thin on purpose: the work is ``sluice.verification.verify_candidate``. A disagreeing export raises
+ParityError and a changed staged file ArtifactIntegrityError; the state machine catches both and
+registers nothing for that model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sluice.contracts import TrainResult
+from sluice.verification import verify_candidate
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = TrainResult.model_validate(event)
+    logger.append_keys(model=result.model, run_id=result.run_id)
+    verified = verify_candidate(result)
+    metrics.add_dimension(name="model", value=verified.model)
+    metrics.add_metric(name="ParityRows", unit=MetricUnit.Count, value=verified.parity.rows)
+    logger.info("parity verified", extra=verified.parity.to_event())
+    return verified.to_event()

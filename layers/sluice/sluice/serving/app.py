@@ -1,0 +1,122 @@
+"""The FastAPI application of the prediction API.
+
+``create_app()`` builds it; the module-level ``app`` is what ``functions/api/app.py`` wraps with
+Mangum and what ``uvicorn sluice.serving.app:app`` serves locally. Building the app reads no
+AWS resource: models load on the first request that needs them.
+
+Every error, including FastAPI's own validation errors and Starlette's 404/405, is answered in
+one JSON shape (see ``sluice.serving.errors``): 4xx for what the caller did wrong, 5xx only for
+our faults.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sluice import __version__
+from sluice.errors import ModelNotFoundError
+from sluice.serving.errors import ApiError, ModelUnavailableError, code_for_status, error_body, field_path
+from sluice.serving.middleware import RequestContextMiddleware
+from sluice.serving.models import ModelStore
+from sluice.serving.observability import logger
+from sluice.serving.routers import health, models, predictions
+
+DESCRIPTION = """\
+Predictions from the champion version of each registered model (ONNX, run by onnxruntime).
+
+Send the API key in the `x-api-key` header (all routes except `/health`, `/docs`, `/openapi.json`).
+Every prediction names the model and version that produced it; every error has the shape
+`{"error": {"code", "message", "details": [{"field", "rule", "message"}]}, "request_id"}`.
+"""
+
+
+def _request_id(request: Request) -> str:
+    return request.scope.get("state", {}).get("request_id", "")
+
+
+def _error(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    log = logger.warning if status >= 500 else logger.info
+    log("request refused", extra={"status": status, "code": code, "path": request.url.path})
+    return JSONResponse(error_body(code, message, _request_id(request), details), status, headers=headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _error(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return _error(request, 404, "not_found", str(exc))
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    retry = max(1, round(request.app.state.store.refresh_seconds))  # the store retries the load then
+    return _error(request, 503, "model_unavailable", str(exc), headers={"retry-after": str(retry)})
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else code_for_status(exc.status_code)
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"method {request.method} not allowed on {request.url.path}"
+    return _error(request, exc.status_code, code_for_status(exc.status_code), message, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {
+            "field": field_path(err.get("loc", ())),
+            "rule": err.get("type", "invalid"),
+            "message": err.get("msg", ""),
+        }
+        for err in exc.errors()
+    ]
+    if any(d["rule"] == "json_invalid" for d in details):
+        return _error(request, 400, "invalid_json", "request body is not valid JSON", details)
+    fields = ", ".join(dict.fromkeys(d["field"] for d in details))
+    return _error(request, 422, "validation_error", f"invalid request: {fields}", details)
+
+
+def create_app(store: ModelStore | None = None, root_path: str | None = None) -> FastAPI:
+    """The API. ``store`` defaults to a lazy ``ModelStore`` on the settings' registry;
+    ``root_path`` to ``SLUICE_ROOT_PATH`` (the API Gateway stage, e.g. ``/dev``)."""
+    root = (os.getenv("SLUICE_ROOT_PATH", "") if root_path is None else root_path).strip().rstrip("/")
+    if root and not root.startswith("/"):
+        root = "/" + root
+    app = FastAPI(
+        title="Sluice prediction API",
+        version=__version__,
+        description=DESCRIPTION,
+        redoc_url=None,
+        responses={500: {"description": "Our fault; the body has the error shape and a request id"}},
+    )
+    app.state.store = store if store is not None else ModelStore()
+    app.add_middleware(RequestContextMiddleware, root_path=root)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(ModelNotFoundError, _not_found)
+    app.add_exception_handler(ModelUnavailableError, _unavailable)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(health.router)
+    app.include_router(models.router)
+    app.include_router(predictions.router)
+    return app
+
+
+app = create_app()

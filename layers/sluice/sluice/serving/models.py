@@ -1,0 +1,330 @@
+"""Champion models held in memory by the API, loaded from the registry and run by onnxruntime.
+
+``ModelStore`` resolves a model name to its ``champion`` version, lazily: nothing is read from
+AWS until the first request that needs a model (``/health`` never does). A loaded version is
+kept per (model, version) and the alias is re-read at most every ``alias_refresh_seconds``; a
+new champion is loaded beside the old one and swapped in with one assignment, so requests never
+see a half-loaded model. When a new version cannot be downloaded, verified (sha256) or loaded,
+the store keeps serving the version it has, logs the error and counts ``ModelLoadErrors``; it
+tries again after the next refresh interval. Unknown names are remembered for the same interval
+so that they do not cost a registry read per request.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sluice.contracts import FeatureSchema
+from sluice.errors import ArtifactIntegrityError, ModelNotFoundError
+from sluice.features import build_feed, onnx_input_names
+from sluice.registry import Registry
+from sluice.serving.errors import IncompatibleModelError, ModelUnavailableError
+from sluice.serving.observability import logger, record_model_load_error, tracer
+from sluice.serving.schemas import RecordValidator
+from sluice.settings import get_settings
+
+CHAMPION = "champion"
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_ENTRIES = 1024  # remembered names (unknown ones are dropped first)
+PROBABILITY_DIGITS = 6
+_WARM_UP_VALUES: dict[str, Any] = {
+    "text": "",
+    "categorical": "",
+    "numeric": 0.0,
+    "date": datetime(2000, 1, 1),
+}
+
+
+def session_options() -> ort.SessionOptions:
+    """onnxruntime tuned for Lambda: one (fractional) vCPU, one request at a time, small models.
+
+    One thread and sequential execution (more threads only contend for the same vCPU), no
+    spinning (a spinning worker burns billed CPU while idle), and no CPU memory arena: batch sizes
+    vary from 1 to 1000 rows and an arena keeps its high-water mark for the life of the
+    environment, while these graphs allocate little and gain nothing measurable from it.
+    """
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.enable_cpu_mem_arena = False
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.log_severity_level = 3  # errors only
+    return opts
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model version: its schema, its validator and its onnxruntime session."""
+
+    name: str
+    version: int
+    schema: FeatureSchema
+    session: ort.InferenceSession
+    metrics: dict[str, float] = field(default_factory=dict)
+    validator: RecordValidator = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "validator", RecordValidator(self.schema.features))
+
+    def check(self) -> None:
+        """Refuse a graph that does not take the schema's inputs or give its outputs."""
+        schema = self.schema
+        if not schema.classes:
+            raise IncompatibleModelError(f"{self.name} v{self.version}: feature schema lists no classes")
+        expected = set(onnx_input_names(schema.features))
+        actual = {i.name for i in self.session.get_inputs()}
+        if expected != actual:
+            raise IncompatibleModelError(
+                f"{self.name} v{self.version}: graph inputs {sorted(actual)} "
+                f"!= schema inputs {sorted(expected)}"
+            )
+        outputs = {o.name for o in self.session.get_outputs()}
+        missing = {schema.label_output, schema.probabilities_output} - outputs
+        if missing:
+            raise IncompatibleModelError(
+                f"{self.name} v{self.version}: graph lacks output(s) {sorted(missing)}"
+            )
+        # One synthetic record: proves the graph runs here and allocates before the first caller.
+        record = {f.name: _WARM_UP_VALUES[f.kind] for f in schema.features}
+        _, probabilities = self._run([record])
+        if probabilities.shape != (1, len(schema.classes)):
+            raise IncompatibleModelError(
+                f"{self.name} v{self.version}: probabilities of shape {probabilities.shape} "
+                f"for {len(schema.classes)} classes"
+            )
+
+    def _run(self, records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        feed = build_feed(records, self.schema.features)
+        labels, probabilities = self.session.run(
+            [self.schema.label_output, self.schema.probabilities_output], feed
+        )
+        return labels, probabilities
+
+    def predict(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Validated records -> ``[{"label": ..., "probabilities": {class: p}}]`` in input order."""
+        labels, probabilities = self._run(records)
+        classes = self.schema.classes
+        rows = np.asarray(probabilities, dtype=np.float64).round(PROBABILITY_DIGITS).tolist()
+        return [
+            {"label": str(label), "probabilities": dict(zip(classes, row, strict=True))}
+            for label, row in zip(labels.tolist(), rows, strict=True)
+        ]
+
+
+@tracer.capture_method(capture_response=False)
+def load_model(registry: Registry, name: str, version: int) -> ServedModel:
+    """Download, verify and open one registered version; raises if any step fails."""
+    mv = registry.get_version(name, version)
+    meta = registry.metadata(mv)
+    if meta.get("onnx_sha256") != mv.onnx_sha256 or meta.get("version") != version:
+        raise ArtifactIntegrityError(
+            f"{name} v{version}: metadata.json does not describe the registered version"
+        )
+    schema = FeatureSchema.model_validate(meta["feature_schema"])
+    onnx = registry.load_onnx(mv)  # verifies sha256
+    session = ort.InferenceSession(onnx, sess_options=session_options(), providers=["CPUExecutionProvider"])
+    model = ServedModel(name=name, version=version, schema=schema, session=session, metrics=dict(mv.metrics))
+    model.check()
+    return model
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """What the store knows about one name since ``checked_at`` (immutable: swapped whole)."""
+
+    checked_at: float
+    model: ServedModel | None = None
+    missing: str | None = None  # ModelNotFoundError message
+    unavailable: str | None = None  # ModelUnavailableError message
+
+
+class ModelStore:
+    """Champion models by name, loaded lazily from the registry and refreshed on an interval.
+
+    ``registry`` and ``refresh_seconds`` default to the settings (``SLUICE_REGISTRY_TABLE``,
+    ``SLUICE_DATA_BUCKET``, ``SLUICE_ALIAS_REFRESH_SECONDS``), read on first use. ``get`` may
+    call AWS; ``get_cached`` never does. Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        *,
+        refresh_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_load_error: Callable[[str, int, BaseException], None] = record_model_load_error,
+    ):
+        self._given_registry = registry
+        self._registry = registry
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._on_load_error = on_load_error
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._versions: dict[tuple[str, int], ServedModel] = {}
+        self._listing: tuple[float, list[dict[str, Any]]] | None = None
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            settings = get_settings()
+            settings.require("registry_table", "data_bucket")
+            self._registry = Registry(settings.registry_table, settings.data_bucket)
+        return self._registry
+
+    @property
+    def refresh_seconds(self) -> float:
+        if self._refresh_seconds is not None:
+            return self._refresh_seconds
+        return get_settings().alias_refresh_seconds
+
+    def clear(self) -> None:
+        """Forget every model and, unless one was given, the registry (tests, new settings)."""
+        with self._lock:
+            self._entries = {}
+            self._versions = {}
+            self._listing = None
+            self._registry = self._given_registry
+
+    def loaded(self) -> dict[str, int]:
+        """Model name -> version currently served by this process."""
+        return {name: e.model.version for name, e in list(self._entries.items()) if e.model is not None}
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    def get_cached(self, name: str) -> ServedModel | None:
+        """The served version if checked within the refresh interval, else None; never calls AWS.
+
+        Raises ModelNotFoundError / ModelUnavailableError if that is what the last check found.
+        """
+        entry = self._entries.get(name)
+        if entry is None or self._clock() - entry.checked_at >= self.refresh_seconds:
+            return None
+        return _resolve(entry)
+
+    def get(self, name: str) -> ServedModel:
+        """The champion of ``name``, re-checking the alias if the refresh interval has passed."""
+        if not MODEL_NAME.fullmatch(name):
+            raise ModelNotFoundError(f"model {name[:64]!r} not found")
+        model = self.get_cached(name)
+        if model is not None:
+            return model
+        with self._lock:
+            model = self.get_cached(name)  # another thread may have refreshed it meanwhile
+            if model is not None:
+                return model
+            return _resolve(self._refresh(name))
+
+    def list_models(self) -> list[dict[str, Any]]:
+        """Every registered model with its champion version and metrics (cached for the interval)."""
+        listing = self._listing
+        now = self._clock()
+        if listing is not None and now - listing[0] < self.refresh_seconds:
+            return listing[1]
+        registry = self.registry
+        out = []
+        for item in registry.models():
+            champion = item["aliases"].get(CHAMPION)
+            metrics = registry.get_version(item["name"], champion).metrics if champion else {}
+            out.append(
+                {
+                    "name": item["name"],
+                    "champion_version": champion,
+                    "latest_version": item["latest_version"],
+                    "metrics": metrics,
+                }
+            )
+        self._listing = (now, out)
+        return out
+
+    # -- refresh (under the lock) -------------------------------------------------------------
+
+    def _refresh(self, name: str) -> _Entry:
+        now = self._clock()
+        previous = self._entries.get(name)
+        current = previous.model if previous is not None else None
+        try:
+            version = self.registry.get_alias(name, CHAMPION)
+        except (BotoCoreError, ClientError) as exc:
+            if current is None:
+                raise ModelUnavailableError(f"model {name!r}: the registry cannot be read") from exc
+            logger.warning(
+                "registry unreadable; keeping the served version",
+                extra={"model": name, "version": current.version, "error": str(exc)},
+            )
+            return self._put(name, _Entry(now, model=current))
+
+        if version is None:
+            if current is not None:
+                logger.warning("champion alias gone; model no longer served", extra={"model": name})
+            return self._put(
+                name, _Entry(now, missing=f"model {name!r} not found or has no champion version")
+            )
+
+        if current is not None and current.version == version:
+            return self._put(name, _Entry(now, model=current))
+
+        model = self._versions.get((name, version))
+        if model is None:
+            try:
+                model = load_model(self.registry, name, version)
+            except Exception as exc:  # any failure to download/verify/open: keep what we serve
+                logger.exception(
+                    "model version failed to load",
+                    extra={
+                        "model": name,
+                        "version": version,
+                        "error_type": type(exc).__name__,
+                        "kept_version": current.version if current else None,
+                    },
+                )
+                self._on_load_error(name, version, exc)
+                if current is not None:
+                    return self._put(name, _Entry(now, model=current))
+                return self._put(
+                    name,
+                    _Entry(now, unavailable=f"model {name!r} v{version} cannot be served (failed to load)"),
+                )
+            self._versions[(name, version)] = model
+
+        logger.info(
+            "champion loaded",
+            extra={
+                "model": name,
+                "version": version,
+                "previous_version": current.version if current else None,
+            },
+        )
+        keep = {version} | ({current.version} if current else set())
+        for key in [k for k in self._versions if k[0] == name and k[1] not in keep]:
+            del self._versions[key]
+        return self._put(name, _Entry(now, model=model))
+
+    def _put(self, name: str, entry: _Entry) -> _Entry:
+        self._entries[name] = entry  # the atomic swap
+        excess = len(self._entries) - MAX_ENTRIES
+        if excess > 0:
+            for key in [k for k, e in self._entries.items() if e.model is None and k != name][:excess]:
+                del self._entries[key]
+        return entry
+
+
+def _resolve(entry: _Entry) -> ServedModel:
+    if entry.model is not None:
+        return entry.model
+    if entry.missing is not None:
+        raise ModelNotFoundError(entry.missing)
+    raise ModelUnavailableError(entry.unavailable or "model cannot be served")

@@ -1,0 +1,58 @@
+"""Powertools Logger, Tracer and Metrics of the API, and the metrics it publishes.
+
+Service name and metrics namespace come from ``POWERTOOLS_SERVICE_NAME`` and
+``POWERTOOLS_METRICS_NAMESPACE`` (template Globals); the defaults only matter outside Lambda.
+
+Metrics (CloudWatch EMF, one JSON document per event, dimensions ``service``, ``model``, ``version``):
+
+* ``Predictions`` (Count): records predicted by one successful request;
+* ``Latency`` (Milliseconds): time to parse, validate and predict one request;
+* ``ModelLoadErrors`` (Count): a champion version that failed to download, verify or load.
+
+Each event is written at once through its own ``EphemeralMetrics`` rather than the shared
+``Metrics`` that ``log_metrics`` flushes at the end of an invocation: one document then holds
+exactly one model/version (a load error of v2 and a prediction of v1 in the same request cannot
+share dimensions), nothing is shared between threads, and uvicorn (no Lambda decorator) publishes
+the same documents. The shared ``metrics`` is what the handler decorates with; it only ever
+carries the ``ColdStart`` metric. Health checks publish nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+SERVICE = os.getenv("POWERTOOLS_SERVICE_NAME") or "api"
+DEFAULT_NAMESPACE = "Sluice-local"
+
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+metrics = Metrics(service=SERVICE, namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE)
+
+
+def _publish(model: str, version: int, values: dict[str, tuple[MetricUnit, float]]) -> None:
+    emf = EphemeralMetrics(
+        namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service=SERVICE
+    )
+    emf.add_dimension(name="model", value=model)
+    emf.add_dimension(name="version", value=str(version))
+    for name, (unit, value) in values.items():
+        emf.add_metric(name=name, unit=unit, value=value)
+    emf.flush_metrics()
+
+
+def record_prediction(model: str, version: int, records: int, latency_ms: float) -> None:
+    _publish(
+        model,
+        version,
+        {
+            "Predictions": (MetricUnit.Count, records),
+            "Latency": (MetricUnit.Milliseconds, round(latency_ms, 3)),
+        },
+    )
+
+
+def record_model_load_error(model: str, version: int, error: BaseException) -> None:
+    _publish(model, version, {"ModelLoadErrors": (MetricUnit.Count, 1)})

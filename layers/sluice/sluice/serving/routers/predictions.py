@@ -1,0 +1,128 @@
+"""``POST /v1/models/{name}/predict``: predictions from the model's champion version.
+
+The body is parsed here rather than by FastAPI because its schema is the model's own (built
+from the registered feature schema); the OpenAPI document describes its generic shape.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from sluice.serving.dependencies import Authenticated, RequestIdDep, StoreDep
+from sluice.serving.errors import ApiError
+from sluice.serving.models import ModelStore, ServedModel
+from sluice.serving.observability import logger, record_prediction
+from sluice.serving.schemas import (
+    MAX_BODY_BYTES,
+    MAX_RECORDS,
+    PREDICT_REQUEST_SCHEMA,
+    ErrorResponse,
+    PredictResponse,
+)
+
+router = APIRouter(
+    prefix="/v1/models",
+    tags=["predictions"],
+    dependencies=[Authenticated],
+    responses={
+        400: {"model": ErrorResponse, "description": "Body is not JSON"},
+        401: {"model": ErrorResponse},
+        403: {"model": ErrorResponse},
+        404: {"model": ErrorResponse, "description": "No such model, or it has no champion"},
+        413: {"model": ErrorResponse, "description": "Body larger than 6 MiB"},
+        422: {"model": ErrorResponse, "description": "A record does not match the model's features"},
+        503: {"model": ErrorResponse, "description": "The champion cannot be loaded"},
+    },
+)
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, refused with 413 beyond MAX_BODY_BYTES (declared or actually sent)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large() -> ApiError:
+    return ApiError(
+        413,
+        "payload_too_large",
+        f"request body exceeds {MAX_BODY_BYTES} bytes; send at most {MAX_RECORDS} records per request",
+    )
+
+
+def parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise ApiError(
+            400,
+            "invalid_json",
+            "request body is empty; send a JSON object",
+            [{"field": "body", "rule": "json_invalid", "message": "empty body"}],
+        )
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        message = (
+            f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else "body is not UTF-8 JSON"
+        )
+        raise ApiError(
+            400,
+            "invalid_json",
+            f"request body is not valid JSON: {message}",
+            [{"field": "body", "rule": "json_invalid", "message": message}],
+        ) from None
+
+
+async def champion(store: ModelStore, name: str) -> ServedModel:
+    model = store.get_cached(name)  # the hot path: no I/O
+    if model is None:
+        model = await run_in_threadpool(store.get, name)  # registry read, maybe a model load
+    return model
+
+
+@router.post(
+    "/{name}/predict",
+    response_model=PredictResponse,
+    summary="Predict with the model's champion version",
+    openapi_extra={"requestBody": PREDICT_REQUEST_SCHEMA},
+)
+async def predict(
+    name: Annotated[str, Path(description="model name, e.g. transaction-category")],
+    request: Request,
+    store: StoreDep,
+    request_id: RequestIdDep,
+) -> JSONResponse:
+    started = time.perf_counter()
+    body = parse_json(await read_body(request))
+    model = await champion(store, name)
+    records = model.validator.validate(body)
+    predictions = model.predict(records)
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    record_prediction(model.name, model.version, len(records), latency_ms)
+    logger.info(
+        "prediction",
+        extra={
+            "model": model.name,
+            "version": model.version,
+            "records": len(records),
+            "latency_ms": round(latency_ms, 3),
+        },
+    )
+    return JSONResponse(
+        {"model": model.name, "version": model.version, "request_id": request_id, "predictions": predictions}
+    )

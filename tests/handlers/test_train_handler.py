@@ -1,0 +1,183 @@
+"""The train Lambda handler under moto, driven by the sample events in events/train/."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import boto3
+import onnxruntime as ort
+import pytest
+from moto import mock_aws
+
+from sluice.aws import reset_clients
+from sluice.contracts import IngestRequest, TrainRequest, TrainResult
+from sluice.errors import SourceObjectError, SpecError
+from sluice.ingest import ingest
+from sluice.settings import get_settings
+from sluice.storage import sha256_hex
+from tests.events import DATA, EVENTS, ROOT, event_files, load_event
+from tests.lambda_context import lambda_context
+
+BUCKET = "sluice-dev-data-123456789012-us-east-1"
+TABLE = "sluice-dev-registry"
+FILES = {
+    "raw/transactions/daily_household_transactions.csv": DATA
+    / "transactions"
+    / "daily_household_transactions.csv"
+}
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    for name, value in {
+        "SLUICE_DATA_BUCKET": BUCKET,
+        "SLUICE_REGISTRY_TABLE": TABLE,
+        "POWERTOOLS_SERVICE_NAME": "train",
+        "POWERTOOLS_METRICS_NAMESPACE": "Sluice-test",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        get_settings.cache_clear()
+        reset_clients()
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        yield client
+    get_settings.cache_clear()
+    reset_clients()
+
+
+@pytest.fixture
+def handler(s3):
+    """functions/train/app.py's handler, loaded after the environment is set (Powertools reads it)."""
+    spec = importlib.util.spec_from_file_location(
+        "sluice_test_train_app", ROOT / "functions" / "train" / "app.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
+
+
+def stage_curated(s3, event: dict) -> None:
+    """Upload the raw file the event's ingest result names, run the real ingest on it, and put its
+    curated output where the event says it is (the event's run id is fixed, moto's version ids are not)."""
+    request = TrainRequest.model_validate(event)
+    source = request.ingest.source
+    assert source.bucket == BUCKET
+    body = FILES[source.key].read_bytes()
+    assert sha256_hex(body) == source.sha256 and len(body) == source.size
+    s3.put_object(Bucket=BUCKET, Key=source.key, Body=body)
+    result = ingest(IngestRequest(bucket=BUCKET, key=source.key))
+    assert result.rows_clean == request.ingest.rows_clean
+    for src, dst in [
+        (result.data_key, request.ingest.data_key),
+        (result.schema_key, request.ingest.schema_key),
+        (result.quality_key, request.ingest.quality_key),
+        (result.quarantine_key, request.ingest.quarantine_key),
+    ]:
+        s3.copy_object(Bucket=BUCKET, Key=dst, CopySource={"Bucket": BUCKET, "Key": src})
+
+
+def test_every_sample_event_has_its_source_file():
+    events = event_files("train")
+    assert events
+    for path in events:
+        assert TrainRequest.model_validate(load_event(path)).ingest.source.key in FILES
+
+
+@pytest.mark.parametrize("path", event_files("train"), ids=lambda p: p.name)
+def test_train_event_stages_a_model_that_beats_the_baseline(s3, handler, capsys, path):
+    event = load_event(path)
+    stage_curated(s3, event)
+
+    out = handler(event, lambda_context("train"))
+
+    result = TrainResult.model_validate(out)
+    assert result.model == event["model"]
+    assert result.run_id == event["ingest"]["run_id"]
+    assert result.artifact_key == f"staging/{result.model}/{result.run_id}/model.onnx"
+    assert result.ingest.model_dump() == TrainRequest.model_validate(event).ingest.model_dump()
+    # parity is proven by the Verify step (serving runtime); training leaves the native answers
+    assert result.parity is None
+    assert result.parity_key == f"staging/{result.model}/{result.run_id}/parity.json"
+    document = json.loads(s3.get_object(Bucket=BUCKET, Key=result.parity_key)["Body"].read())
+    assert len(document["batches"][0]["records"]) == result.rows_holdout
+    assert result.metrics["accuracy"] > result.baseline["accuracy"]
+    assert result.metrics["macro_f1"] > result.baseline["macro_f1"]
+    assert result.rows_train + result.rows_holdout == result.ingest.rows_clean
+    assert result.feature_schema.classes and result.feature_schema.label_output == "label"
+    assert result.spec["name"] == result.model
+    json.dumps(out)
+
+    onnx_bytes = s3.get_object(Bucket=BUCKET, Key=result.artifact_key)["Body"].read()
+    assert sha256_hex(onnx_bytes) == result.onnx_sha256
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["label", "probabilities"]
+
+    # The verify and register sample events of the same name are this very TrainResult (training
+    # is deterministic), before and after verification.
+    for step in ("verify", "register"):
+        sample = EVENTS / step / path.name
+        expected = load_event(sample)
+        assert out["onnx_sha256"] == expected["onnx_sha256"], f"{sample} is stale: regenerate it"
+        for field in ("model", "run_id", "artifact_key", "metrics", "baseline", "feature_schema", "ingest"):
+            assert out[field] == expected[field], field
+
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    names = {m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert "TrainSeconds" in names
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_model_of_another_dataset_is_a_spec_error(s3, handler):
+    event = load_event("train/household.json")
+    event["ingest"]["dataset"] = "churn"
+    with pytest.raises(SpecError, match="trains on dataset 'transactions'"):
+        handler(event, lambda_context("train"))
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_unknown_model_is_a_spec_error(s3, handler):
+    event = {**load_event("train/household.json"), "model": "no-such-model"}
+    with pytest.raises(SpecError, match="no model spec named 'no-such-model'"):
+        handler(event, lambda_context("train"))
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_missing_curated_data_raises(s3, handler):
+    with pytest.raises(SourceObjectError, match="cannot read"):
+        handler(load_event("train/household.json"), lambda_context("train"))
+
+
+def regenerate_events() -> None:
+    """Rewrite events/verify/<name> and events/register/<name> from training on events/train/<name>
+    (after a training change): ``python -m tests.handlers.test_train_handler``."""
+    import os
+
+    os.environ.update({"SLUICE_DATA_BUCKET": BUCKET, "AWS_DEFAULT_REGION": "us-east-1"})
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    from sluice.verification import verify_candidate
+    from training.train import run_training
+
+    for path in event_files("train"):
+        with mock_aws():
+            get_settings.cache_clear()
+            reset_clients()
+            client = boto3.client("s3", region_name="us-east-1")
+            client.create_bucket(Bucket=BUCKET)
+            client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+            event = load_event(path)
+            stage_curated(client, event)
+            result = run_training(TrainRequest.model_validate(event))
+            verified = verify_candidate(result)
+        for step, payload in (("verify", result), ("register", verified)):
+            (EVENTS / step / path.name).write_text(json.dumps(payload.to_event(), indent=2) + "\n")
+            print(f"wrote events/{step}/{path.name} (onnx sha256 {result.onnx_sha256})")
+
+
+if __name__ == "__main__":
+    regenerate_events()
