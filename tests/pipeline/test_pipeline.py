@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,8 @@ from tests.events import DATA
 HOUSEHOLD = DATA / "transactions" / "daily_household_transactions.csv"
 
 pytestmark = pytest.mark.pipeline
+
+RECORD = {"description": "Netflix", "payment_method": "Cash", "amount": 199, "date": "2018-09-19"}
 
 
 def _sample(src: Path, dst: Path, every: int = 2, drop: str | None = None) -> Path:
@@ -139,8 +142,26 @@ def test_missing_columns_fail_at_ingest_and_keep_the_champion(sandbox, registry,
     assert "amount" in cause and "Date" in cause and "Mode" in cause  # names the column, lists the header
     assert next(m for m in registry.models() if m["name"] == "transaction-category")["latest_version"] == 1
     assert registry.get_alias("transaction-category", "champion") == 1
-    resp = api.post(
-        "/v1/models/transaction-category/predict",
-        json={"description": "Netflix", "payment_method": "Cash", "amount": 199, "date": "2018-09-19"},
-    )
+    resp = api.post("/v1/models/transaction-category/predict", json=RECORD)
     assert resp.status_code == 200 and resp.json()["version"] == 1
+
+
+def test_a_new_upload_retrains_and_the_api_swaps_to_the_new_champion(sandbox, registry, api, tmp_path):
+    before = api.post("/v1/models/transaction-category/predict", json=RECORD)
+    assert before.status_code == 200 and before.json()["version"] == 1
+    path = _sample(HOUSEHOLD, tmp_path / "household_other_half.csv", every=3)
+    result = _run(sandbox, path)
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    (outcome,) = json.loads(result["output"])["outcomes"]
+    assert outcome["status"] == "champion" and outcome["version"] == 2
+    assert registry.get_alias("transaction-category", "champion") == 2
+    # the running API picks the new champion up on its next alias check, without a restart
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        served = api.post("/v1/models/transaction-category/predict", json=RECORD).json()["version"]
+        if served == 2:
+            break
+        time.sleep(0.2)
+    assert served == 2
+    audit = registry.audit("transaction-category")
+    assert [(a["from"], a["to"]) for a in audit] == [(None, 1), (1, 2)]
