@@ -37,13 +37,14 @@ export SAM_CLI_TELEMETRY := 0
 export SLUICE_SAM := $(CURDIR)/$(SAM)
 
 # Top-level packages of each dependency layer; `make layer-requirements` pins them (and what they
-# pull in) to the versions in $(LOCK), for the Lambda platform. boto3 is in the sluice layer because
-# aws-xray-sdk pulls botocore into it anyway, and a layer's botocore next to the runtime's own boto3
-# would be an untested pair.
+# pull in) to the versions in $(LOCK), for the Lambda platform. boto3 stays in the sluice pins (the
+# version the tests run with), but layers/sluice/Makefile does not ship it, nor botocore, s3transfer,
+# jmespath, urllib3, python-dateutil, six: the python3.12 runtime has them. The ML layer has no
+# onnxruntime: ONNX parity runs in the Verify function, on the serving layer.
 LAYERS             := sluice serving ml
 LAYER_PKGS_sluice  := boto3 pydantic pydantic-settings pyyaml aws-lambda-powertools aws-xray-sdk
 LAYER_PKGS_serving := fastapi mangum onnxruntime numpy
-LAYER_PKGS_ml      := pandas scikit-learn scipy skl2onnx onnx onnxruntime numpy packaging
+LAYER_PKGS_ml      := pandas scikit-learn scipy skl2onnx onnx numpy packaging
 LAYER_PLATFORM     := x86_64-manylinux_2_28
 
 .PHONY: help venv sam demo test lint format build sizes deploy bench lock layer-requirements clean distclean

@@ -1,8 +1,10 @@
 """template.yaml: lint, validate, build and the structural rules the deployment relies on.
 
 The SAM CLI lives in its own tool venv (`make sam` -> .tools/sam); its tests are skipped, with the
-reason, when it is not installed. The `sam build` test (about a minute on 2 cores with a cold pip
-cache) runs when a Python 3.12 is found; set SLUICE_SAM_BUILD_TEST=0 to skip it.
+reason, when it is not installed. The `sam build` tests (about a minute on 2 cores with a cold pip
+cache) run when a Python 3.12 is found; set SLUICE_SAM_BUILD_TEST=0 to skip them. They check the
+built sizes against Lambda's limit and import the slimmed layers with that Python 3.12, isolated
+from this venv (-I -S), the way the Lambda runtime sees them.
 """
 
 from __future__ import annotations
@@ -30,10 +32,20 @@ FIND_PYTHON = ROOT / "scripts" / "find-python.sh"
 
 # Functions known to exceed Lambda's 250 MB unzipped limit with today's layers; the size test is an
 # expected failure for them (strict: once one fits, the test says so and its name must leave this set).
-KNOWN_OVER_LIMIT = {
-    "IngestFunction": "sluice + ml layers: the ML layer alone is ~320 MiB unzipped as `sam build` makes it",
-    "TrainFunction": "sluice + ml + training layers: the ML layer alone is ~320 MiB unzipped",
+KNOWN_OVER_LIMIT: dict[str, str] = {}
+
+# The layers of each function. The ML and serving layers are never combined: together they cannot
+# fit in 250 MB, which is why ONNX parity runs in Verify (serving layer) and not in Train.
+FUNCTION_LAYERS = {
+    "IngestFunction": ["SluiceLayer", "MLDepsLayer"],
+    "TrainFunction": ["SluiceLayer", "MLDepsLayer", "TrainingLayer"],
+    "VerifyFunction": ["SluiceLayer", "ServingDepsLayer"],
+    "RegisterFunction": ["SluiceLayer"],
+    "ApiFunction": ["SluiceLayer", "ServingDepsLayer"],
 }
+
+# What the python3.12 Lambda runtime provides, so the sluice layer does not ship it (layers/sluice/Makefile).
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six")
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -46,8 +58,12 @@ T = _load(TEMPLATE)
 RESOURCES: dict[str, dict[str, Any]] = T["Resources"]
 
 
+def resources_of_template(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == kind}
+
+
 def resources_of(kind: str) -> dict[str, dict[str, Any]]:
-    return {name: res for name, res in RESOURCES.items() if res["Type"] == kind}
+    return resources_of_template(T, kind)
 
 
 FUNCTIONS = resources_of("AWS::Serverless::Function")
@@ -104,6 +120,17 @@ def test_function_logs_to_its_own_log_group_with_retention(name: str) -> None:
     res = RESOURCES.get(group)
     assert res and res["Type"] == "AWS::Logs::LogGroup", f"{name}: {group} is not an AWS::Logs::LogGroup"
     assert res["Properties"].get("RetentionInDays"), f"{group} has no RetentionInDays"
+
+
+def test_functions_use_the_expected_layers() -> None:
+    globals_layers = T.get("Globals", {}).get("Function", {}).get("Layers") or []
+    actual = {
+        name: [ref(layer) for layer in [*globals_layers, *(f["Properties"].get("Layers") or [])]]
+        for name, f in FUNCTIONS.items()
+    }
+    assert actual == FUNCTION_LAYERS
+    for name, layers in actual.items():
+        assert not {"MLDepsLayer", "ServingDepsLayer"} <= set(layers), f"{name}: ml + serving cannot fit"
 
 
 def test_each_function_has_its_own_log_group() -> None:
@@ -173,6 +200,7 @@ def test_layer_requirements_contents() -> None:
     assert set(layers) == {"sluice", "serving", "ml"}
     assert "boto3" not in layers["serving"], "the serving layer must not ship boto3 (runtime + sluice layer)"
     assert "packaging" in layers["ml"], "skl2onnx imports packaging without declaring it"
+    assert "onnxruntime" not in layers["ml"], "onnxruntime belongs to the serving layer (Verify runs parity)"
     assert not {"xgboost", "nvidia-nccl-cu12"} & set(layers["ml"]), "full xgboost cannot fit: use xgboost-cpu"
 
 
@@ -308,7 +336,18 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     sizes = _sizes_module()
     result = {fs.name: fs for fs in sizes.measure(build_dir)}
     print("\n" + sizes.report(list(result.values())))
-    yield {"dir": build_dir, "sizes": result, "limit": sizes.LIMIT_BYTES, "report": sizes.report}
+    built_layers = resources_of_template(_load(build_dir / "template.yaml"), "AWS::Serverless::LayerVersion")
+    sites = {
+        name: build_dir / res["Properties"]["ContentUri"] / "python" for name, res in built_layers.items()
+    }
+    yield {
+        "dir": build_dir,
+        "sizes": result,
+        "limit": sizes.LIMIT_BYTES,
+        "report": sizes.report,
+        "python": str(Path(bindir) / "python3.12"),
+        "sites": sites,
+    }
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -326,4 +365,93 @@ def test_built_function_with_layers_fits_lambda_limit(built: dict[str, Any], nam
     assert fs.total <= built["limit"], (
         f"{name} is {fs.total / 2**20:.1f} MiB unzipped with its layers, over Lambda's 250 MiB:\n"
         + built["report"]([fs])
+    )
+
+
+# The layers as the runtime sees them: a python3.12 with only the standard library and the given
+# directories on sys.path (-I: no PYTHONPATH, no user site, no cwd; -S: no site-packages; -B: the
+# check writes no .pyc into the build).
+ISOLATED_PRELUDE = "import sys\nsys.path[:0] = sys.argv[1:]\n"
+
+
+def run_isolated(built: dict[str, Any], code: str, *paths: Path) -> None:
+    proc = subprocess.run(
+        [built["python"], "-I", "-S", "-B", "-c", ISOLATED_PRELUDE + code, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"import check failed:\n{proc.stdout}\n{proc.stderr[-6000:]}"
+
+
+@pytest.fixture(scope="module")
+def runtime_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Stand-in for what the Lambda runtime provides: this venv's boto3 & co, symlinked, alone."""
+    shim = tmp_path_factory.mktemp("runtime")
+    for name in RUNTIME_PROVIDED:
+        spec = importlib.util.find_spec(name)
+        assert spec and spec.origin, f"{name} is not installed in this venv"
+        origin = Path(spec.origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (shim / source.name).symlink_to(source)
+    return shim
+
+
+def test_built_sluice_layer_imports_and_leaves_boto3_to_the_runtime(
+    built: dict[str, Any], runtime_packages: Path
+) -> None:
+    site = built["sites"]["SluiceLayer"]
+    shipped = sorted(p.name for p in site.iterdir() if p.name.removesuffix(".py") in RUNTIME_PROVIDED)
+    assert not shipped, f"the sluice layer ships {shipped}: the python3.12 runtime has them"
+    run_isolated(
+        built,
+        """
+import os
+import aws_lambda_powertools, pydantic, yaml, boto3
+import sluice, sluice.registry, sluice.ingest, sluice.specs
+from aws_lambda_powertools import Logger, Metrics, Tracer
+site, shim = sys.argv[1], sys.argv[2]
+assert sluice.__file__.startswith(site) and pydantic.__file__.startswith(site), sys.path
+assert boto3.__file__.startswith(shim), boto3.__file__
+names = sluice.specs.dataset_names()
+assert names, "no built-in dataset spec in the layer (specs/**/*.yaml)"
+for name in names:
+    sluice.specs.model_specs_for(sluice.specs.load_dataset_spec(name).name)
+""",
+        site,
+        runtime_packages,
+    )
+
+
+def test_built_ml_layer_imports_after_slimming(built: dict[str, Any]) -> None:
+    """The slimmed ML layer (tests/, headers, stubs removed; .so stripped) still imports and converts."""
+    sluice_site, ml_site = built["sites"]["SluiceLayer"], built["sites"]["MLDepsLayer"]
+    assert not list(ml_site.glob("*/tests")), "the ML layer still ships test suites"
+    run_isolated(
+        built,
+        """
+import importlib.util
+import sklearn, scipy, pandas, skl2onnx, onnx, sklearn.linear_model, sklearn.ensemble, skl2onnx.common
+import numpy as np
+import scipy.sparse, scipy.stats
+from sklearn.linear_model import LogisticRegression
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+ml = sys.argv[2]
+for module in (sklearn, scipy, pandas, skl2onnx, onnx, np):
+    assert module.__file__.startswith(ml), (module.__name__, module.__file__)
+assert importlib.util.find_spec("onnxruntime") is None, "onnxruntime belongs to the serving layer"
+# precompiled, hash-based .pyc (valid whatever mtimes the zip keeps): what a cold start loads
+for module in (pandas, sklearn, skl2onnx, np):
+    with open(module.__cached__, "rb") as fh:
+        flags = int.from_bytes(fh.read(8)[4:], "little")
+    assert flags & 1, f"{module.__cached__} is not a hash-based .pyc"
+x = np.random.default_rng(0).random((40, 3)).astype(np.float32)
+model = LogisticRegression().fit(x, (x[:, 0] > 0.5).astype(int))
+onx = convert_sklearn(model, initial_types=[("x", FloatTensorType([None, 3]))])
+onnx.checker.check_model(onx)
+pandas.DataFrame({"a": [1.0, None]}).describe()
+""",
+        sluice_site,
+        ml_site,
     )

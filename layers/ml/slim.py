@@ -1,0 +1,178 @@
+"""Slim a pip --target directory into a Lambda layer that fits, then prove it still imports.
+
+    python3.12 slim.py [--no-precompile PACKAGE]... SITE [MODULE ...]
+
+1. Removes what nothing imports at runtime:
+   - test suites: directories named ``tests`` or ``test`` (sklearn/*/tests, pandas/tests,
+     onnx/backend/test, joblib/test, ...). Runtime helpers are named otherwise and stay:
+     ``numpy/testing`` (imported by scipy and sklearn at import time), ``pandas/_testing``,
+     ``sklearn/utils/_testing.py``, ``scipy/_lib/_testutils.py``;
+   - C/C++/Cython sources, headers and static libraries (``include/`` dirs, *.h, *.c, *.pyx, *.a, ...)
+     and *.pyi stubs: only a compiler or a type checker reads them;
+   - any ``__pycache__`` (pip ran with --no-compile; they are rebuilt below).
+   ``*.dist-info`` folders (importlib.metadata, licenses) and auditwheel ``*.libs/`` folders are
+   never touched.
+2. Strips debug symbols from the extension modules (``strip --strip-unneeded``), never from a file
+   inside a ``*.libs/`` folder: those vendored libraries are patched by auditwheel, and stripping
+   them breaks scipy.
+3. Imports MODULE... from SITE alone (``python -I -S``: no site-packages, no PYTHONPATH), so the build
+   fails if step 1 removed something that is imported, then precompiles exactly the modules that
+   import loaded, as checked-hash .pyc, except those of the top-level packages given with
+   --no-precompile. /opt is read-only on Lambda: without .pyc every cold start compiles them again
+   (about 2.5 s for pandas + sklearn + skl2onnx here); precompiling the whole tree would cost about
+   10 MiB more for modules these imports never load. Hash-based .pyc stay valid whatever mtimes the
+   zip keeps, and a .py overwritten by a later layer is recompiled, not run stale. Step 3 needs a
+   host that can load the wheels (Linux x86_64, CPython 3.12); elsewhere it is skipped with a
+   warning unless SLUICE_REQUIRE_IMPORT_CHECK=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import py_compile
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REMOVE_DIRS = {"tests", "test", "include", "__pycache__"}
+REMOVE_SUFFIXES = (".pyi", ".h", ".hpp", ".c", ".cc", ".cpp", ".pyx", ".pxd", ".pxi", ".a")
+MiB = 1024 * 1024
+
+# Imports MODULE... with only SITE (and the standard library) on sys.path and prints, as JSON, the
+# source files of the modules it loaded from SITE.
+CHILD = """
+import importlib, json, os, sys
+site = os.path.realpath(sys.argv[1])
+sys.path.insert(0, site)
+for name in sys.argv[2:]:
+    importlib.import_module(name)
+files = set()
+for module in list(sys.modules.values()):
+    origin = getattr(getattr(module, "__spec__", None), "origin", None) or ""
+    if origin.endswith(".py") and os.path.realpath(origin).startswith(site + os.sep):
+        files.add(os.path.realpath(origin))
+print(json.dumps(sorted(files)))
+"""
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _protected(rel: Path) -> bool:
+    return any(part.endswith((".dist-info", ".libs")) for part in rel.parts)
+
+
+def prune(site: Path) -> dict[str, int]:
+    removed: dict[str, int] = {}
+    for root, dirs, files in os.walk(site):
+        here = Path(root)
+        if _protected(here.relative_to(site)):
+            dirs[:] = []
+            continue
+        for d in list(dirs):
+            if d in REMOVE_DIRS:
+                removed[d + "/"] = removed.get(d + "/", 0) + tree_bytes(here / d)
+                shutil.rmtree(here / d)
+                dirs.remove(d)
+        for f in files:
+            if f.endswith(REMOVE_SUFFIXES):
+                suffix = Path(f).suffix
+                removed[suffix] = removed.get(suffix, 0) + (here / f).lstat().st_size
+                (here / f).unlink()
+    return removed
+
+
+def _is_elf(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == b"\x7fELF"
+
+
+def strip_shared_objects(site: Path) -> int:
+    """strip --strip-unneeded every ELF *.so / *.so.N outside *.libs/; returns the bytes saved."""
+    targets = [
+        p
+        for p in sorted(site.rglob("*.so*"))
+        if p.is_file()
+        and not p.is_symlink()
+        and (p.suffix == ".so" or ".so." in p.name)
+        and not any(part.endswith(".libs") for part in p.relative_to(site).parts)
+        and _is_elf(p)
+    ]
+    strip = os.environ.get("STRIP", "strip")
+    if not shutil.which(strip):
+        raise SystemExit(f"slim.py: `{strip}` not found (binutils): the layer would not fit unstripped")
+    before = sum(p.stat().st_size for p in targets)
+    for i in range(0, len(targets), 200):
+        subprocess.run([strip, "--strip-unneeded", *map(str, targets[i : i + 200])], check=True)
+    return before - sum(p.stat().st_size for p in targets)
+
+
+def can_import_here() -> bool:
+    return (
+        sys.platform == "linux"
+        and platform.machine() == "x86_64"
+        and sys.implementation.name == "cpython"
+        and sys.version_info[:2] == (3, 12)
+    )
+
+
+def import_and_precompile(site: Path, modules: list[str], skip: set[str]) -> tuple[int, int]:
+    """Import MODULES from SITE alone, then compile what they loaded outside the top-level packages
+    SKIP; returns (files compiled, pyc bytes)."""
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", CHILD, str(site), *modules],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"slim.py: importing {' '.join(modules)} from the slimmed layer failed:\n{proc.stderr[-4000:]}"
+        )
+    files = [
+        f
+        for f in json.loads(proc.stdout.strip().splitlines()[-1])
+        if Path(f).relative_to(site).parts[0].removesuffix(".py") not in skip
+    ]
+    size = 0
+    for f in files:
+        cfile = py_compile.compile(
+            f, doraise=True, optimize=0, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH
+        )
+        size += Path(cfile).stat().st_size
+    return len(files), size
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("site", type=Path, help="the pip --target directory to slim in place")
+    parser.add_argument("modules", nargs="*", help="modules to import from it, then precompile")
+    parser.add_argument(
+        "--no-precompile", action="append", default=[], metavar="PACKAGE", help="leave PACKAGE as source"
+    )
+    args = parser.parse_args(argv[1:])
+    site, modules, skip = args.site.resolve(), args.modules, set(args.no_precompile)
+    before = tree_bytes(site)
+    removed = prune(site)
+    detail = ", ".join(f"{k} {v / MiB:.1f}" for k, v in sorted(removed.items(), key=lambda kv: -kv[1]))
+    print(f"slim: {before / MiB:.1f} MiB installed; removed {sum(removed.values()) / MiB:.1f} MiB ({detail})")
+    print(f"slim: strip --strip-unneeded saved {strip_shared_objects(site) / MiB:.1f} MiB (not in *.libs/)")
+    if modules and can_import_here():
+        count, size = import_and_precompile(site, modules, skip)
+        print(f"slim: imported {' '.join(modules)}: OK")
+        print(f"slim: precompiled {count} modules ({size / MiB:.1f} MiB), not those of {sorted(skip)}")
+    elif modules:
+        message = f"cannot load {platform.machine()} Linux cp312 wheels on this host ({sys.platform})"
+        if os.environ.get("SLUICE_REQUIRE_IMPORT_CHECK") == "1":
+            raise SystemExit(f"slim.py: {message} and SLUICE_REQUIRE_IMPORT_CHECK=1")
+        print(f"slim: WARNING: {message}: import check and .pyc skipped", file=sys.stderr)
+    print(f"slim: {tree_bytes(site) / MiB:.1f} MiB in {site}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
