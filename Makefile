@@ -32,6 +32,10 @@ ENV        ?= dev
 BUILD_DIR  ?= .aws-sam/build
 PYTEST_ARGS ?=
 
+# uv trusts the operating system's certificate store (as pip does through its config), so an
+# HTTPS proxy's CA installed on the machine works without SSL_CERT_FILE in the environment.
+export UV_SYSTEM_CERTS := 1
+
 # The SAM CLI: no telemetry; the tests find the tool venv's binary through SLUICE_SAM.
 export SAM_CLI_TELEMETRY := 0
 export SLUICE_SAM := $(CURDIR)/$(SAM)
