@@ -1,0 +1,441 @@
+"""The serving benchmark: one run, every figure measured side by side (see bench/README.md).
+
+1. in-process latency of one household row: the api Lambda handler on an API Gateway event,
+   onnxruntime's ``InferenceSession.run`` on the row's feed, ``ServedModel.predict`` (feed + run +
+   response dicts) and the native scikit-learn pipeline's ``predict_proba``, interleaved in rounds;
+2. cold init in fresh interpreters: the api handler path, bare onnxruntime and the pickled
+   scikit-learn pipeline (plus bare interpreter start), alternating;
+3. the unzipped size of the api function and its layers in ``.aws-sam/build`` (``make build``);
+4. HTTP: the app under uvicorn on 127.0.0.1 and a bounded load generator.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.child import MODEL, ROOT, UNSET, LambdaContext, base_env
+from bench.stats import load_average, machine, paired_ratio, ratio, summary
+
+CHILD = "import bench.child as c; c.main()"
+BUILD_DIR = ROOT / ".aws-sam" / "build"
+API_FUNCTION = "ApiFunction"
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Options:
+    calls: int = 2000  # in-process calls of each path
+    in_process_cap_s: float = 90.0
+    cold_repeats: int = 5
+    requests: int = 2000
+    concurrency: int = 8
+    http_cap_s: float = 30.0
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """File descriptor 1 to /dev/null: the API logs a JSON line and an EMF document per prediction
+    (as on Lambda, where they go to CloudWatch); writing them stays in the timings, showing them not."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def apply_env() -> None:
+    for name in UNSET:
+        os.environ.pop(name, None)
+    os.environ.update(base_env())
+
+
+# -- 1. in-process ----------------------------------------------------------------------------------
+
+
+def in_process(fx: Any, options: Options) -> dict[str, Any]:
+    from threadpoolctl import threadpool_limits
+
+    api, event, context = fx.api, fx.event, LambdaContext()
+    schema = fx.served.schema
+    session, outputs, feed = fx.served.session, [schema.label_output, schema.probabilities_output], fx.feed
+    pipeline, frame, records = fx.pipeline, fx.frame, [fx.record]
+    cases: dict[str, Callable[[], Any]] = {
+        "handler": lambda: api.handler(event, context),
+        "onnxruntime": lambda: session.run(outputs, feed),
+        "served_predict": lambda: fx.served.predict(records),
+        "sklearn": lambda: pipeline.predict_proba(frame),
+    }
+    handler_label = json.loads(cases["handler"]()["body"])["predictions"][0]["label"]
+    ort_label = str(cases["onnxruntime"]()[0][0])
+    sklearn_label = str(pipeline.classes_[int(cases["sklearn"]()[0].argmax())])
+
+    names = list(cases)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    bad_status = 0
+    # BLAS single-threaded, as in training and like onnxruntime's single intra-op thread.
+    with threadpool_limits(limits=1, user_api="blas"):
+        for name, fn in cases.items():  # warm-up
+            for _ in range(20 if name == "sklearn" else 200):
+                fn()
+        gc.collect()
+        deadline = time.perf_counter() + options.in_process_cap_s
+        for i in range(options.calls):
+            k = i % len(names)
+            for name in names[k:] + names[:k]:  # rotate the order every round
+                fn = cases[name]
+                t0 = time.perf_counter_ns()
+                out = fn()
+                times[name].append((time.perf_counter_ns() - t0) / 1e6)
+                if name == "handler" and out["statusCode"] != 200:
+                    bad_status += 1
+            if time.perf_counter() > deadline:
+                break
+    if bad_status:
+        raise RuntimeError(f"{bad_status} handler calls did not answer 200")
+    return {
+        "latency_ms": {name: summary(values) for name, values in times.items()},
+        "paired": {
+            "sklearn_to_onnxruntime": round(paired_ratio(times["sklearn"], times["onnxruntime"]), 2),
+            "handler_to_onnxruntime": round(paired_ratio(times["handler"], times["onnxruntime"]), 2),
+            "sklearn_to_handler": round(paired_ratio(times["sklearn"], times["handler"]), 2),
+        },
+        "rounds": len(times["handler"]),
+        "capped": len(times["handler"]) < options.calls,
+        "labels": {"handler": handler_label, "onnxruntime": ort_label, "sklearn": sklearn_label},
+    }
+
+
+# -- 2. cold init -----------------------------------------------------------------------------------
+
+
+def cold_once(kind: str, snapshot: Path) -> dict[str, Any]:
+    out = snapshot / f"cold-{kind}.json"
+    out.unlink(missing_ok=True)
+    stderr = snapshot / f"cold-{kind}.stderr"
+    with stderr.open("wb") as err:
+        launched = time.time()
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, kind, str(snapshot), str(out)],
+            cwd=ROOT,
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            timeout=120,
+            check=False,
+        )
+    if proc.returncode != 0 or not out.exists():
+        tail = stderr.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"cold start {kind!r} failed (exit {proc.returncode}):\n{tail}")
+    result = json.loads(out.read_text())
+    result["cold_s"] = result["done_wall"] - launched - result["excluded_s"]
+    return result
+
+
+def cold_starts(snapshot: Path, repeats: int) -> dict[str, Any]:
+    kinds = ["handler", "sklearn", "onnxruntime", "python"]
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    for r in range(repeats):
+        for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
+            runs[kind].append(cold_once(kind, snapshot))
+    labels = {k: {run.get("label") for run in v} for k, v in runs.items() if k != "python"}
+    if any(run.get("status", 200) != 200 for run in runs["handler"]):
+        raise RuntimeError("a cold handler did not answer 200")
+    out: dict[str, Any] = {"repeats": repeats, "labels": {k: sorted(v) for k, v in labels.items()}}
+    for kind, values in runs.items():
+        cold = [run["cold_s"] for run in values]
+        out[kind] = {
+            "cold_s": summary(cold, 3),
+            "import_s_median": round(statistics.median(run["import_s"] for run in values), 3),
+            "first_call_s_median": round(statistics.median(run["first_call_s"] for run in values), 3),
+            "excluded_setup_s_median": round(statistics.median(run["excluded_s"] for run in values), 3),
+            "runs_s": [round(x, 3) for x in cold],
+        }
+    out["paired_sklearn_to_handler"] = round(
+        paired_ratio([r["cold_s"] for r in runs["sklearn"]], [r["cold_s"] for r in runs["handler"]]), 2
+    )
+    return out
+
+
+# -- 3. bundle size ---------------------------------------------------------------------------------
+
+
+def bundle_size(build_dir: Path = BUILD_DIR) -> dict[str, Any]:
+    if not (build_dir / "template.yaml").exists():
+        return {"bundle_mb": None, "bundle_note": f"no {build_dir.relative_to(ROOT)}: run make build first"}
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sluice_lambda_sizes", ROOT / "scripts" / "lambda_sizes.py")
+    assert spec is not None and spec.loader is not None
+    sizes = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = sizes  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(sizes)
+        functions = {fs.name: fs for fs in sizes.measure(build_dir)}
+    except Exception as exc:  # a half-written build: report it, keep the other figures
+        return {"bundle_mb": None, "bundle_note": f"cannot measure {build_dir}: {exc!r}"}
+    api = functions.get(API_FUNCTION)
+    if api is None:
+        return {"bundle_mb": None, "bundle_note": f"{API_FUNCTION} not in {build_dir}/template.yaml"}
+    built = datetime.fromtimestamp((build_dir / "template.yaml").stat().st_mtime, UTC)
+    layers = {name: b for fs in functions.values() for name, b in fs.layers.items()}
+    sklearn_layers = [name for name in ("SluiceLayer", "MLDepsLayer") if name in layers]
+    return {
+        "bundle_mb": round(api.total / MB, 1),
+        "bundle_code_mb": round(api.code_bytes / MB, 3),
+        "bundle_layers_mb": {name: round(b / MB, 1) for name, b in api.layers.items()},
+        "bundle_limit_mb": round(sizes.LIMIT_BYTES / MB, 1),
+        "bundle_build_dir": str(build_dir.relative_to(ROOT)),
+        "bundle_built_at": built.isoformat(timespec="seconds"),
+        "bundle_all_functions_mb": {name: round(fs.total / MB, 1) for name, fs in functions.items()},
+        # What a "pickle in a Lambda" would need: the sluice and ML deps layers (an upper bound: the
+        # ML layer also holds skl2onnx and onnx, which only training needs).
+        "sklearn_bundle_mb": (
+            round(sum(layers[n] for n in sklearn_layers) / MB, 1) if len(sklearn_layers) == 2 else None
+        ),
+    }
+
+
+# -- 4. HTTP ----------------------------------------------------------------------------------------
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the uvicorn server exited early (status {proc.returncode})")
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"the uvicorn server was not ready within {timeout_s} s")
+
+
+def http(snapshot: Path, body: bytes, options: Options) -> dict[str, Any]:
+    import httpx
+
+    from bench.httpload import load
+
+    key = secrets.token_urlsafe(24)
+    port_file = snapshot / "port"
+    stderr = snapshot / "serve.stderr"
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, "serve", str(snapshot), str(port_file)],
+            cwd=ROOT,
+            env={**os.environ, "SLUICE_LOCAL_API_KEYS": key, "SLUICE_ROOT_PATH": ""},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        _wait_for(port_file.exists, 60, proc)
+        base = f"http://127.0.0.1:{int(port_file.read_text())}"
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{base}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait_for(healthy, 30, proc)
+        url = f"{base}/v1/models/{MODEL}/predict"
+        headers = {"x-api-key": key, "content-type": "application/json"}
+        first = load(url, body, headers, requests=1, concurrency=1, time_cap_s=30)  # loads the model
+        load(url, body, headers, requests=200, concurrency=options.concurrency, time_cap_s=10)  # warm-up
+        single = load(url, body, headers, requests=300, concurrency=1, time_cap_s=10)  # unloaded latency
+        gc.collect()
+        run = load(
+            url,
+            body,
+            headers,
+            requests=options.requests,
+            concurrency=options.concurrency,
+            time_cap_s=options.http_cap_s,
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    ok = run["statuses"].get(200, 0)
+    if not run["latencies_ms"] or ok != len(run["latencies_ms"]):
+        raise RuntimeError(f"HTTP run: statuses {run['statuses']}, errors {run['errors']}")
+    return {
+        "rps": round(ok / run["wall_s"], 1),
+        "latency_ms": summary(run["latencies_ms"], 3),
+        "requests": run["issued"],
+        "ok": ok,
+        "errors": run["errors"],
+        "wall_s": round(run["wall_s"], 2),
+        "capped": run["capped"],
+        "first_request_ms": round(first["latencies_ms"][0], 1) if first["latencies_ms"] else None,
+        "sequential": {
+            "rps": round(single["statuses"].get(200, 0) / single["wall_s"], 1),
+            "latency_ms": summary(single["latencies_ms"], 3),
+        },
+        "first_status": first["statuses"],
+    }
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+def run(options: Options) -> dict[str, Any]:
+    from moto import mock_aws
+
+    from bench.fixture import build, snapshot
+
+    started = time.perf_counter()
+    apply_env()
+    loads = {"start": load_average()}
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp, quiet_stdout(), mock_aws():
+        snap = Path(tmp)
+        progress("training the model on the household file: ingest -> run_training -> verify -> register")
+        fx = build()
+        files = snapshot(fx, snap)
+        progress(f"in-process latency: {options.calls} rounds of handler / onnxruntime / sklearn")
+        inproc = in_process(fx, options)
+        loads["after_in_process"] = load_average()
+        progress(f"cold init: {options.cold_repeats} fresh interpreters per path, alternating")
+        cold = cold_starts(snap, options.cold_repeats)
+        loads["after_cold"] = load_average()
+        progress(f"HTTP: {options.requests} requests, concurrency {options.concurrency}, uvicorn, 127.0.0.1")
+        web = http(snap, fx.event["body"].encode(), options)
+        loads["after_http"] = load_average()
+        facts = {**fx.facts, **files, "version": fx.version, "row": fx.event["body"]}
+    bundle = bundle_size()
+
+    lat = inproc["latency_ms"]
+    serving: dict[str, Any] = {
+        "handler_p50_ms": lat["handler"]["p50"],
+        "handler_p99_ms": lat["handler"]["p99"],
+        "onnxruntime_p50_ms": lat["onnxruntime"]["p50"],
+        "onnxruntime_p99_ms": lat["onnxruntime"]["p99"],
+        "served_predict_p50_ms": lat["served_predict"]["p50"],
+        "served_predict_p99_ms": lat["served_predict"]["p99"],
+        "sklearn_p50_ms": lat["sklearn"]["p50"],
+        "sklearn_p99_ms": lat["sklearn"]["p99"],
+        "ratio_sklearn_to_onnxruntime_p50": ratio(lat["sklearn"]["p50"], lat["onnxruntime"]["p50"], 1),
+        "ratio_handler_to_onnxruntime_p50": ratio(lat["handler"]["p50"], lat["onnxruntime"]["p50"], 1),
+        "ratio_sklearn_to_handler_p50": ratio(lat["sklearn"]["p50"], lat["handler"]["p50"], 1),
+        # what the event -> Powertools -> Mangum -> FastAPI -> validation -> JSON layers add
+        "handler_overhead_p50_ms": round(lat["handler"]["p50"] - lat["served_predict"]["p50"], 4),
+        "paired_ratios": inproc["paired"],
+        "in_process_rounds": inproc["rounds"],
+        "in_process_capped": inproc["capped"],
+        "in_process_latency_ms": lat,
+        "labels_agree": len(set(inproc["labels"].values())) == 1,
+        "labels": inproc["labels"],
+        "cold_init_s": cold["handler"]["cold_s"]["p50"],
+        "onnxruntime_cold_init_s": cold["onnxruntime"]["cold_s"]["p50"],
+        "sklearn_cold_init_s": cold["sklearn"]["cold_s"]["p50"],
+        "python_startup_s": cold["python"]["cold_s"]["p50"],
+        "ratio_sklearn_to_handler_cold": ratio(
+            cold["sklearn"]["cold_s"]["p50"], cold["handler"]["cold_s"]["p50"], 2
+        ),
+        "cold": cold,
+        **bundle,
+        "http_rps": web["rps"],
+        "http_p50_ms": web["latency_ms"]["p50"],
+        "http_p95_ms": web["latency_ms"]["p95"],
+        "http_p99_ms": web["latency_ms"]["p99"],
+        "http_sequential_p50_ms": web["sequential"]["latency_ms"]["p50"],
+        "http": {**web, "concurrency": options.concurrency, "server": "uvicorn (asyncio, h11), 1 worker"},
+        "model": facts,
+        "load_average": loads,
+        "options": options.__dict__,
+        "duration_s": round(time.perf_counter() - started, 1),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
+    return serving
+
+
+def table(s: dict[str, Any]) -> str:
+    lat = s["in_process_latency_ms"]
+    cold = s["cold"]
+    paired = s["paired_ratios"]
+    ort = lat["onnxruntime"]["p50"]
+    lines = [
+        f"Sluice serving benchmark, {s['measured_at']} ({s['machine']['cpus']} vCPU shared; "
+        "compare ratios, not absolute times)",
+        f"model: {MODEL} v{s['model']['version']}, trained on {s['model']['rows_train']} household rows; "
+        f"row {s['model']['row']}",
+        "",
+        f"1. one prediction in-process, {s['in_process_rounds']} interleaved rounds",
+        f"   {'path':<48} {'p50 ms':>9} {'p99 ms':>9} {'x ORT p50':>10}",
+    ]
+    rows = [
+        ("handler", "api handler (APIGW event -> JSON response)"),
+        ("served_predict", "ServedModel.predict (feed + ORT + dicts)"),
+        ("onnxruntime", "onnxruntime InferenceSession.run"),
+        ("sklearn", "scikit-learn pipeline predict_proba"),
+    ]
+    for key, label in rows:
+        v = lat[key]
+        lines.append(f"   {label:<48} {v['p50']:9.3f} {v['p99']:9.3f} {v['p50'] / ort:10.1f}")
+    lines.append(
+        f"   paired per-round ratios (median): sklearn/ORT {paired['sklearn_to_onnxruntime']}, "
+        f"handler/ORT {paired['handler_to_onnxruntime']}, sklearn/handler {paired['sklearn_to_handler']}"
+    )
+    lines += [
+        "",
+        f"2. cold init, fresh interpreter -> first prediction answered "
+        f"({cold['repeats']} runs each, alternating)",
+        f"   {'path':<48} {'median s':>9} {'min s':>9} {'max s':>9} {'x handler':>10}",
+    ]
+    h = cold["handler"]["cold_s"]["p50"]
+    for key, label in [
+        ("handler", "api handler (import + registry + ORT + 1 event)"),
+        ("onnxruntime", "bare onnxruntime (import + session + run)"),
+        ("sklearn", "scikit-learn (joblib.load + predict_proba)"),
+        ("python", "bare interpreter start (reference)"),
+    ]:
+        v = cold[key]["cold_s"]
+        lines.append(f"   {label:<48} {v['p50']:9.3f} {v['min']:9.3f} {v['max']:9.3f} {v['p50'] / h:10.2f}")
+    lines.append(f"   paired per-run ratio sklearn/handler (median): {cold['paired_sklearn_to_handler']}")
+    lines.append("")
+    if s["bundle_mb"] is None:
+        lines.append(f"3. bundle: n/a ({s['bundle_note']})")
+    else:
+        layers = ", ".join(f"{k} {v}" for k, v in s["bundle_layers_mb"].items())
+        lines.append(
+            f"3. bundle: {API_FUNCTION} + layers {s['bundle_mb']} MB unzipped "
+            f"(code {s['bundle_code_mb']}; {layers}) of {s['bundle_limit_mb']:.0f} MB"
+        )
+        if s.get("sklearn_bundle_mb") is not None:
+            lines.append(f"   scikit-learn alternative (sluice + ML layers): {s['sklearn_bundle_mb']} MB")
+    w = s["http"]
+    lines += [
+        "",
+        f"4. HTTP, uvicorn on 127.0.0.1, {w['ok']} requests, concurrency {w['concurrency']}",
+        f"   {s['http_rps']} req/s; latency p50 {s['http_p50_ms']} ms, p95 {s['http_p95_ms']} ms, "
+        f"p99 {s['http_p99_ms']} ms (one at a time: p50 {s['http_sequential_p50_ms']} ms)",
+        "",
+        f"labels agree across paths: {s['labels_agree']}; total {s['duration_s']} s",
+    ]
+    return "\n".join(lines)
