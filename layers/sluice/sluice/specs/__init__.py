@@ -30,13 +30,43 @@ class _Spec(BaseModel):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+class RuleSpec(_Spec):
+    """Validation rules on a typed value; a failing row is quarantined with ``<column>:<rule>``."""
+
+    min: float | None = Field(
+        None, description="numbers (and datetimes as ISO strings) below fail: below_min"
+    )
+    max: float | None = Field(None, description="numbers above fail: above_max")
+    allowed: list[str] | None = Field(None, description="values outside the list fail: not_allowed")
+    regex: str | None = Field(None, description="strings that do not fully match fail: regex")
+    unique: bool = Field(False, description="a value seen before in the file fails: duplicate")
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            import re
+
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"regex {v!r} does not compile: {exc}") from exc
+        return v
+
+
 class ColumnSpec(_Spec):
     name: str
     type: ColumnType = "string"
     required: bool = Field(False, description="the column must be present in the file's header")
     nullable: bool = Field(True, description="a row may leave the value empty")
     aliases: list[str] = Field(default_factory=list, description="header names seen in real files")
-    formats: list[str] = Field(default_factory=list, description="strptime formats tried for datetimes")
+    formats: list[str] = Field(
+        default_factory=list, description="strptime formats tried for datetimes (detected when empty)"
+    )
+    position: int | None = Field(
+        None, ge=0, description="0-based column position, used when the file has no header"
+    )
+    rules: RuleSpec = Field(default_factory=RuleSpec)
 
     @field_validator("name")
     @classmethod
@@ -46,10 +76,32 @@ class ColumnSpec(_Spec):
         return v
 
 
+class FormatSpec(_Spec):
+    """Overrides for what ingest otherwise detects (and reports in quality.json ``format``)."""
+
+    encoding: str | None = Field(None, description="e.g. utf-8, utf-8-sig, cp1252, latin-1")
+    delimiter: str | None = Field(None, description="',', ';', '\\t', '|' or 'whitespace'")
+    header: bool | None = Field(None, description="false: columns are matched by ``position``")
+    decimal: Literal[".", ","] | None = None
+    thousands: str | None = Field(None, description="thousands separator, e.g. ',', '.', ' ' or ''")
+    dayfirst: bool | None = Field(None, description="force day-first (True) or month-first (False) dates")
+    compression: Literal["gzip", "none"] | None = None
+
+
+class SignSpec(_Spec):
+    """Signs carried by another column: rows whose ``column`` is in ``negative`` get ``-abs(amount)``."""
+
+    amount: str = Field(description="the numeric column whose sign is set")
+    column: str = Field(description="the column carrying debit/credit (or income/expense)")
+    negative: list[str] = Field(description="values meaning a debit / outflow (matched case-insensitively)")
+
+
 class DatasetSpec(_Spec):
     name: str
     description: str = ""
     columns: list[ColumnSpec]
+    format: FormatSpec = Field(default_factory=FormatSpec)
+    sign: SignSpec | None = None
     max_quarantine_share: float = Field(0.2, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
@@ -58,6 +110,18 @@ class DatasetSpec(_Spec):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate column name(s): {', '.join(dupes)}")
+        if self.sign is not None:
+            for field in ("amount", "column"):
+                if getattr(self.sign, field) not in names:
+                    raise ValueError(
+                        f"sign.{field}: {getattr(self.sign, field)!r} is not a column of the spec"
+                    )
+        if self.format.header is False:
+            unplaced = [c.name for c in self.columns if c.position is None]
+            if unplaced:
+                raise ValueError(
+                    f"format.header is false, so every column needs a position: {', '.join(unplaced)}"
+                )
         return self
 
     def column(self, name: str) -> ColumnSpec:
