@@ -79,19 +79,11 @@ class LambdaContext:
 
 
 def create_storage(session: Any) -> None:
-    """The data bucket and the registry table, as template.yaml declares them (moto must be on)."""
-    s3 = session.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    session.client("dynamodb").create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-    )
+    """The data bucket and the registry table, as template.yaml declares them (moto must be on):
+    the handler tests' own (tests/handlers/support.py), under the benchmark's names."""
+    from tests.handlers.support import create_storage as create_template_storage
+
+    create_template_storage(session, bucket=BUCKET, table=TABLE)
 
 
 def seed_registry(snapshot: Path) -> None:

@@ -7,7 +7,8 @@ pyproject.toml (5.2.5); ``check_moto_version`` refuses another one instead of fa
    invocations of *our* functions to their real handler modules, in this process, with the
    function's environment, and return what Lambda returns (payload, or an error document whose
    ``errorType`` Step Functions matches in Retry/Catch).
-2. EventBridge: moto's rules do not deliver to Step Functions targets; we start the execution.
+2. EventBridge: moto's rules deliver to neither Lambda nor Step Functions targets; we invoke the
+   function asynchronously (a daemon thread, through 1.) or start the execution.
 3. CloudFormation: moto creates ``AWS::StepFunctions::StateMachine`` in the non-executing backend
    and ignores ``DefinitionSubstitutions``; we apply them and use the executing backend.
 """
@@ -177,6 +178,97 @@ class LocalLambda:
 
 
 LOCAL_LAMBDA = LocalLambda()
+
+
+# --------------------------------------------------------------------------- EventBridge
+
+
+def _target_event(target: dict[str, Any], original_event: dict[str, Any], transform_input: bool) -> Any:
+    """What EventBridge sends a target: the event, or its ``Input`` / ``InputTransformer`` rendering."""
+    if "Input" in target:
+        return json.loads(target["Input"])
+    if transform_input and target.get("InputTransformer"):
+        from moto.events.utils import EventTemplateParser
+
+        transformer = target["InputTransformer"]
+        event = {"ingestion-time": original_event.get("time"), **original_event}
+        return EventTemplateParser.parse(
+            input_template=transformer.get("InputTemplate"),
+            input_paths_map=transformer.get("InputPathsMap", {}),
+            event=event,
+        )
+    return {k: v for k, v in original_event.items() if k != "ingestion-time"}  # moto's own field
+
+
+def _start_execution(state_machine_arn: str, event: Any) -> None:
+    """A Step Functions target: EventBridge names the execution itself (randomly)."""
+    from moto.stepfunctions.responses import get_backend as sfn_backend
+    from moto.utilities.arns import parse_arn
+
+    arn = parse_arn(state_machine_arn)
+    sfn_backend(arn.account, arn.region).start_execution(
+        state_machine_arn,
+        name=f"s3-{uuid.uuid4().hex[:20]}",
+        execution_input=json.dumps(event, default=str),
+    )
+
+
+class EventBridgeDeliveries:
+    """Lambda targets of EventBridge rules, invoked asynchronously as EventBridge does.
+
+    Each delivery runs in a daemon thread (the S3 PutObject or PutEvents that caused it returns at
+    once) through moto's Lambda model, hence through the in-process handler adapter above. What
+    each invocation returned is kept in ``records`` (rule, target, event, payload, errored), so a
+    caller can wait for a delivery and read, e.g., the trigger function's answer. There are no
+    retries: a failed invocation is recorded with ``errored`` and its error document.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self._done = threading.Condition()
+
+    def deliver_async(self, rule: str, function_arn: str, event: Any) -> threading.Thread:
+        thread = threading.Thread(
+            target=self._deliver, args=(rule, function_arn, event), name=f"eventbridge-{rule}", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _deliver(self, rule: str, function_arn: str, event: Any) -> None:
+        from moto.awslambda.utils import get_backend
+        from moto.utilities.arns import parse_arn
+
+        record: dict[str, Any] = {"rule": rule, "target": function_arn, "event": event}
+        try:
+            arn = parse_arn(function_arn)
+            function = get_backend(arn.account, arn.region).get_function(function_arn)
+            record["function"] = function.function_name
+            response_headers: dict[str, str] = {}
+            payload = function.invoke(
+                json.dumps(event, default=str), {"x-amz-invocation-type": "Event"}, response_headers
+            )
+            record["payload"] = json.loads(payload) if payload else None
+            record["errored"] = "x-amz-function-error" in response_headers
+        except Exception as exc:  # asynchronous in AWS too: the caller never sees it
+            record["payload"] = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+            record["errored"] = True
+        with self._done:
+            self.records.append(record)
+            self._done.notify_all()
+
+    def wait(self, count: int, timeout: float = 30.0, function: str | None = None) -> list[dict[str, Any]]:
+        """Block until ``count`` deliveries (to ``function``, if given) are recorded; returns them."""
+
+        def matching() -> list[dict[str, Any]]:
+            return [r for r in self.records if function is None or r.get("function") == function]
+
+        with self._done:
+            if not self._done.wait_for(lambda: len(matching()) >= count, timeout=timeout):
+                raise TimeoutError(f"{len(matching())} of {count} EventBridge deliveries after {timeout}s")
+            return matching()
+
+
+EVENTBRIDGE = EventBridgeDeliveries()
 _installed = False
 
 
@@ -209,16 +301,16 @@ def install() -> LocalLambda:
     def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
         from moto.utilities.arns import parse_arn
 
-        states = [t for t in self.targets if parse_arn(t["Arn"]).service == "states"]
-        others = [t for t in self.targets if t not in states]
-        if states and self.event_pattern.matches_event(original_event):
-            for target in states:
-                arn = parse_arn(target["Arn"])
-                sfn_backend(arn.account, arn.region).start_execution(
-                    target["Arn"],
-                    name=f"s3-{uuid.uuid4().hex[:20]}",
-                    execution_input=json.dumps(original_event, default=str),
-                )
+        ours = {"states", "lambda"}
+        delivered = [t for t in self.targets if parse_arn(t["Arn"]).service in ours]
+        others = [t for t in self.targets if t not in delivered]
+        if delivered and self.event_pattern.matches_event(original_event):
+            for target in delivered:
+                event = _target_event(target, original_event, transform_input)
+                if parse_arn(target["Arn"]).service == "states":
+                    _start_execution(target["Arn"], event)
+                else:
+                    EVENTBRIDGE.deliver_async(self.name, target["Arn"], event)
         if others:
             self.targets, kept = others, self.targets
             try:

@@ -69,7 +69,7 @@ def run_pipeline(sandbox: Sandbox, path: Path, dataset: str, out: Printer) -> di
     obj = sandbox.upload(path, dataset)
     out(f"  uploaded s3://{obj['bucket']}/{obj['key']} (version {obj['version_id']})")
     arn = sandbox.wait_for_new_execution(known)
-    out(f"  EventBridge started execution {arn.rsplit(':', 1)[-1]}")
+    out(f"  the trigger started execution {arn.rsplit(':', 1)[-1]}")
     started = time.perf_counter()
     description = sandbox.follow(arn, on_event=out.history_event)
     out(f"  execution {description['status']} in {time.perf_counter() - started:.1f}s")

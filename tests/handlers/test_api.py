@@ -6,7 +6,6 @@ registers the resulting candidate through ``register_candidate`` into a fresh mo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from collections.abc import Iterator
@@ -17,9 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from sluice.aws import reset_clients
 from sluice.contracts import IngestRequest, TrainRequest, TrainResult
 from sluice.ingest import ingest
 from sluice.registration import register_candidate
@@ -27,22 +24,15 @@ from sluice.registry import Registry, model_prefix
 from sluice.settings import get_settings
 from sluice.storage import get_object
 from sluice.verification import verify_candidate
-from tests.events import DATA, ROOT, event_files, load_event
+from tests.events import DATA, event_files, load_event
+from tests.handlers.support import BUCKET, TABLE, load_app, moto_storage, set_handler_env
 from tests.lambda_context import lambda_context
 from training import run_training
 
-BUCKET = "sluice-dev-data-123456789012-us-east-1"
-TABLE = "sluice-dev-registry"
+FUNCTION = "api"
 MODEL = "transaction-category"
 API_KEY = "local-test-key"
 SOURCE = DATA / "transactions" / "daily_household_transactions.csv"
-ENV = {
-    "SLUICE_DATA_BUCKET": BUCKET,
-    "SLUICE_REGISTRY_TABLE": TABLE,
-    "POWERTOOLS_SERVICE_NAME": "api",
-    "POWERTOOLS_METRICS_NAMESPACE": "Sluice-test",
-    "POWERTOOLS_TRACE_DISABLED": "1",
-}
 EXPECTED_STATUS = {
     "health": 200,
     "list_models": 200,
@@ -70,47 +60,21 @@ class Candidate:
     onnx: bytes
 
 
-def _create_storage() -> None:
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    boto3.client("dynamodb", region_name="us-east-1").create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-    )
-
-
 @pytest.fixture(scope="module")
 def candidates() -> list[Candidate]:
     """Two trained candidates (every 5th row of the household file, two offsets): ingested and
     trained once by the real code under a throwaway moto; tests re-stage their ONNX bytes."""
     lines = SOURCE.read_bytes().splitlines(keepends=True)
     out = []
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in ENV.items():
-            mp.setenv(name, value)
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        with mock_aws():
-            get_settings.cache_clear()
-            reset_clients()
-            _create_storage()
-            for offset in (1, 3):
-                key = f"raw/transactions/household-sample-{offset}.csv"
-                body = b"".join([lines[0], *lines[offset::5]])
-                boto3.client("s3", region_name="us-east-1").put_object(Bucket=BUCKET, Key=key, Body=body)
-                result = verify_candidate(
-                    run_training(
-                        TrainRequest(model=MODEL, ingest=ingest(IngestRequest(bucket=BUCKET, key=key)))
-                    )
-                )
-                out.append(Candidate(result, get_object(BUCKET, result.artifact_key).body))
-    get_settings.cache_clear()
-    reset_clients()
+    with pytest.MonkeyPatch.context() as mp, moto_storage(mp, FUNCTION) as storage:
+        for offset in (1, 3):
+            key = f"raw/transactions/household-sample-{offset}.csv"
+            body = b"".join([lines[0], *lines[offset::5]])
+            storage.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+            result = verify_candidate(
+                run_training(TrainRequest(model=MODEL, ingest=ingest(IngestRequest(bucket=BUCKET, key=key))))
+            )
+            out.append(Candidate(result, get_object(BUCKET, result.artifact_key).body))
     assert out[0].result.onnx_sha256 != out[1].result.onnx_sha256
     return out
 
@@ -119,34 +83,21 @@ def candidates() -> list[Candidate]:
 def api() -> ModuleType:
     """functions/api/app.py, loaded once (its app and model store live for the process, as on Lambda)."""
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in ENV.items():
-            mp.setenv(name, value)
-        spec = importlib.util.spec_from_file_location(
-            "sluice_test_api_app", ROOT / "functions" / "api" / "app.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        set_handler_env(mp, FUNCTION)
+        module = load_app(FUNCTION)
     return module
 
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch, api: ModuleType) -> Iterator[None]:
-    for name, value in {
-        **ENV,
-        "SLUICE_ALIAS_REFRESH_SECONDS": "60",
-        "SLUICE_LOCAL_API_KEYS": API_KEY,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        get_settings.cache_clear()
-        reset_clients()
-        api.app.state.store.clear()  # a fresh execution environment for every test
-        _create_storage()
+    """Overrides conftest.py's: the api's own settings, and a fresh execution environment (model
+    store) for every test."""
+    with moto_storage(
+        monkeypatch, FUNCTION, SLUICE_ALIAS_REFRESH_SECONDS="60", SLUICE_LOCAL_API_KEYS=API_KEY
+    ):
+        api.app.state.store.clear()
         yield
     api.app.state.store.clear()
-    get_settings.cache_clear()
-    reset_clients()
 
 
 def register(candidate: Candidate) -> int:
@@ -258,8 +209,7 @@ def test_list_models(aws: None, api: ModuleType, candidates: list[Candidate]) ->
 def test_health_calls_no_aws_and_publishes_no_metrics(
     monkeypatch: pytest.MonkeyPatch, api: ModuleType, capsys: pytest.CaptureFixture
 ) -> None:
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
+    set_handler_env(monkeypatch, FUNCTION)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: any AWS call fails
     api.app.state.store.clear()
 

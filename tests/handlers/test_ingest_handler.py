@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 from pathlib import Path
 
-import boto3
 import pandas as pd
 import pytest
-from moto import mock_aws
 
-from sluice.aws import reset_clients
 from sluice.curated import read_curated
 from sluice.errors import MissingColumnsError, QualityGateError
 from sluice.ingest import ingest_bytes
-from sluice.settings import get_settings
 from sluice.specs import load_dataset_spec
-from tests.events import DATA, ROOT, event_files, load_event
+from tests.events import DATA, event_files, load_event
+from tests.handlers.support import BUCKET
 from tests.lambda_context import lambda_context
 
-BUCKET = "sluice-dev-data-123456789012-us-east-1"
+FUNCTION = "ingest"  # the aws, s3 and handler fixtures (conftest.py) set up this function
 HOUSEHOLD = DATA / "transactions" / "daily_household_transactions.csv"
 TITANS = DATA / "transactions" / "titans_all_transactions.csv"
 
@@ -43,43 +39,6 @@ CASES = {
     "s3_object_created_titans.json": (TITANS.read_bytes, 127),
     "s3_object_created_missing_columns.json": (missing_columns_csv, None),
 }
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "SLUICE_DATA_BUCKET": BUCKET,
-        "POWERTOOLS_SERVICE_NAME": "ingest",
-        "POWERTOOLS_METRICS_NAMESPACE": "Sluice-test",
-        "POWERTOOLS_TRACE_DISABLED": "1",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        get_settings.cache_clear()
-        reset_clients()
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        yield client
-    get_settings.cache_clear()
-    reset_clients()
-
-
-@pytest.fixture
-def handler(s3):
-    """The handler of functions/ingest/app.py, loaded after the environment is set (Powertools reads it)."""
-    path = ROOT / "functions" / "ingest" / "app.py"
-    spec = importlib.util.spec_from_file_location("sluice_test_ingest_app", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
 
 
 def upload(s3, event: dict, body: bytes) -> dict:

@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from sluice.aws import reset_clients
 from sluice.contracts import RegisterResult, TrainResult
 from sluice.errors import AliasConflictError, ArtifactIntegrityError
 from sluice.ingest import ingest_bytes
 from sluice.registry import Registry
-from sluice.settings import get_settings
 from sluice.specs import load_dataset_spec, load_model_spec
 from sluice.storage import sha256_hex
-from tests.events import DATA, ROOT, event_files, load_event
+from tests.events import DATA, event_files, load_event
+from tests.handlers.support import BUCKET, Storage
 from tests.lambda_context import lambda_context
 from training.train import train_model
 
-BUCKET = "sluice-dev-data-123456789012-us-east-1"
-TABLE = "sluice-dev-registry"
+FUNCTION = "register"  # the aws, s3 and handler fixtures (conftest.py) set up this function
 MODEL = "transaction-category"
 SOURCES = {"household.json": DATA / "transactions" / "daily_household_transactions.csv"}
 
@@ -46,61 +41,16 @@ def staged_onnx() -> dict[str, bytes]:
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    for name, value in {
-        "SLUICE_DATA_BUCKET": BUCKET,
-        "SLUICE_REGISTRY_TABLE": TABLE,
-        "POWERTOOLS_SERVICE_NAME": "register",
-        "POWERTOOLS_METRICS_NAMESPACE": "Sluice-test",
-        "POWERTOOLS_TRACE_DISABLED": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        get_settings.cache_clear()
-        reset_clients()
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)
-        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        boto3.client("dynamodb", region_name="us-east-1").create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield s3
-    get_settings.cache_clear()
-    reset_clients()
+def registry(aws: Storage) -> Registry:
+    return Registry(aws.table, aws.bucket)
 
 
 @pytest.fixture
-def handler(aws):
-    """functions/register/app.py's handler, loaded after the environment is set (Powertools reads it)."""
-    spec = importlib.util.spec_from_file_location(
-        "sluice_test_register_app", ROOT / "functions" / "register" / "app.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
-
-
-@pytest.fixture
-def registry(aws) -> Registry:
-    return Registry(TABLE, BUCKET)
-
-
-@pytest.fixture
-def event(aws, staged_onnx) -> dict:
+def event(s3, staged_onnx) -> dict:
     """The household sample event, its staged ONNX file in place."""
     event = load_event("register/household.json")
     body = staged_onnx["household.json"]
-    aws.put_object(Bucket=BUCKET, Key=event["artifact_key"], Body=body)
+    s3.put_object(Bucket=BUCKET, Key=event["artifact_key"], Body=body)
     return {**event, "onnx_sha256": sha256_hex(body)}
 
 
@@ -114,9 +64,9 @@ def test_every_sample_event_is_covered():
 
 
 @pytest.mark.parametrize("path", event_files("register"), ids=lambda p: p.name)
-def test_sample_event_registers_version_1_as_champion(aws, handler, registry, staged_onnx, capsys, path):
+def test_sample_event_registers_version_1_as_champion(s3, handler, registry, staged_onnx, capsys, path):
     event = load_event(path)
-    aws.put_object(Bucket=BUCKET, Key=event["artifact_key"], Body=staged_onnx[path.name])
+    s3.put_object(Bucket=BUCKET, Key=event["artifact_key"], Body=staged_onnx[path.name])
     event["onnx_sha256"] = sha256_hex(staged_onnx[path.name])  # this machine's fit (see staged_onnx)
 
     out = RegisterResult.model_validate(handler(event, lambda_context("register")))
@@ -231,8 +181,8 @@ def test_concurrent_alias_move_is_an_alias_conflict(handler, registry, event, mo
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
-def test_tampered_staged_artifact_is_refused(aws, handler, registry, event):
-    aws.put_object(Bucket=BUCKET, Key=event["artifact_key"], Body=b"tampered")
+def test_tampered_staged_artifact_is_refused(s3, handler, registry, event):
+    s3.put_object(Bucket=BUCKET, Key=event["artifact_key"], Body=b"tampered")
     with pytest.raises(ArtifactIntegrityError, match="training recorded"):
         handler(event, lambda_context("register"))
     assert registry.versions(MODEL) == []

@@ -2,63 +2,25 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
-import boto3
 import onnxruntime as ort
 import pytest
-from moto import mock_aws
 
-from sluice.aws import reset_clients
 from sluice.contracts import IngestRequest, TrainRequest, TrainResult
 from sluice.errors import SourceObjectError, SpecError
 from sluice.ingest import ingest
-from sluice.settings import get_settings
 from sluice.storage import sha256_hex
-from tests.events import DATA, EVENTS, ROOT, event_files, load_event
+from tests.events import DATA, EVENTS, event_files, load_event
+from tests.handlers.support import BUCKET, moto_storage
 from tests.lambda_context import lambda_context
 
-BUCKET = "sluice-dev-data-123456789012-us-east-1"
-TABLE = "sluice-dev-registry"
+FUNCTION = "train"  # the aws, s3 and handler fixtures (conftest.py) set up this function
 FILES = {
     "raw/transactions/daily_household_transactions.csv": DATA
     / "transactions"
     / "daily_household_transactions.csv"
 }
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    for name, value in {
-        "SLUICE_DATA_BUCKET": BUCKET,
-        "SLUICE_REGISTRY_TABLE": TABLE,
-        "POWERTOOLS_SERVICE_NAME": "train",
-        "POWERTOOLS_METRICS_NAMESPACE": "Sluice-test",
-        "POWERTOOLS_TRACE_DISABLED": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        get_settings.cache_clear()
-        reset_clients()
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        yield client
-    get_settings.cache_clear()
-    reset_clients()
-
-
-@pytest.fixture
-def handler(s3):
-    """functions/train/app.py's handler, loaded after the environment is set (Powertools reads it)."""
-    spec = importlib.util.spec_from_file_location(
-        "sluice_test_train_app", ROOT / "functions" / "train" / "app.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
 
 
 def stage_curated(s3, event: dict) -> None:
@@ -167,21 +129,16 @@ def regenerate_events() -> None:
     (after a training change): ``python -m tests.handlers.test_train_handler``."""
     import os
 
-    os.environ.update({"SLUICE_DATA_BUCKET": BUCKET, "AWS_DEFAULT_REGION": "us-east-1"})
+    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     from sluice.verification import verify_candidate
     from training.train import run_training
 
     for path in event_files("train"):
-        with mock_aws():
-            get_settings.cache_clear()
-            reset_clients()
-            client = boto3.client("s3", region_name="us-east-1")
-            client.create_bucket(Bucket=BUCKET)
-            client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        with pytest.MonkeyPatch.context() as mp, moto_storage(mp, FUNCTION) as storage:
             event = load_event(path)
-            stage_curated(client, event)
+            stage_curated(storage.s3, event)
             result = run_training(TrainRequest.model_validate(event))
             verified = verify_candidate(result)
         for step, payload in (("verify", result), ("register", verified)):

@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
 from sluice.contracts import TrainRequest, TrainResult
 from sluice.errors import ArtifactIntegrityError, ParityError
-from tests.events import EVENTS, ROOT, event_files, load_event
-from tests.handlers.test_train_handler import BUCKET, s3, stage_curated  # noqa: F401  (fixture)
+from tests.events import EVENTS, event_files, load_event
+from tests.handlers.support import BUCKET
+from tests.handlers.test_train_handler import stage_curated
 from tests.lambda_context import lambda_context
+
+FUNCTION = "verify"  # the aws, s3 and handler fixtures (conftest.py) set up this function
 
 
 @pytest.fixture
-def staged(s3):  # noqa: F811
+def staged(s3):
     """Run the real training for the sample event, leaving model.onnx and parity.json in staging."""
     from training.train import run_training
 
     event = load_event("train/household.json")
     stage_curated(s3, event)
     return run_training(TrainRequest.model_validate(event))
-
-
-@pytest.fixture
-def handler(s3):  # noqa: F811
-    spec = importlib.util.spec_from_file_location(
-        "sluice_test_verify_app", ROOT / "functions" / "verify" / "app.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
 
 
 @pytest.mark.parametrize("path", event_files("verify"), ids=lambda p: p.name)
@@ -55,14 +47,14 @@ def test_verify_event_proves_parity(staged, handler, path):
     assert expected["parity"]["passed"] is True
 
 
-def test_a_changed_staged_file_is_refused(s3, staged, handler):  # noqa: F811
+def test_a_changed_staged_file_is_refused(s3, staged, handler):
     body = s3.get_object(Bucket=BUCKET, Key=staged.artifact_key)["Body"].read()
     s3.put_object(Bucket=BUCKET, Key=staged.artifact_key, Body=body + b"\0")
     with pytest.raises(ArtifactIntegrityError, match="sha256"):
         handler(staged.to_event(), lambda_context("verify"))
 
 
-def test_disagreeing_answers_fail_parity(s3, staged, handler):  # noqa: F811
+def test_disagreeing_answers_fail_parity(s3, staged, handler):
     document = json.loads(s3.get_object(Bucket=BUCKET, Key=staged.parity_key)["Body"].read())
     batch = document["batches"][0]
     batch["labels"] = batch["labels"][1:] + batch["labels"][:1]  # the graph now "disagrees"

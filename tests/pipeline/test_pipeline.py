@@ -1,13 +1,16 @@
 """The real state machine, deployed from template.yaml onto the embedded AWS, on real data.
 
-One sandbox for the module: upload a sample of the household file, let EventBridge start the
-pipeline, then check the registry, the served model and the failure path.
+One sandbox for the module: upload a sample of the household file, let EventBridge and the trigger
+function start the pipeline, then check the registry, the served model, the failure path and that one
+object version starts one execution.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
+import re
 import time
 from pathlib import Path
 
@@ -165,3 +168,103 @@ def test_a_new_upload_retrains_and_the_api_swaps_to_the_new_champion(sandbox, re
     assert served == 2
     audit = registry.audit("transaction-category")
     assert [(a["from"], a["to"]) for a in audit] == [(None, 1), (1, 2)]
+
+
+# ----------------------------------------------------------------------- one execution per object version
+
+
+def _trigger_deliveries(sandbox) -> list[dict]:
+    from sluice_cli.adapters import EVENTBRIDGE
+
+    name = sandbox.stack.functions["TriggerFunction"]["name"]
+    return [r for r in EVENTBRIDGE.records if r.get("function") == name]
+
+
+def _wait_for_trigger(sandbox, count: int) -> list[dict]:
+    from sluice_cli.adapters import EVENTBRIDGE
+
+    return EVENTBRIDGE.wait(count, timeout=30, function=sandbox.stack.functions["TriggerFunction"]["name"])
+
+
+def test_the_execution_is_named_after_the_object_version(first_run, sandbox, registry):
+    from sluice.trigger import execution_name
+
+    event = json.loads(first_run["input"])  # the S3 event, as EventBridge delivered it to the trigger
+    obj = event["detail"]["object"]
+    assert obj["key"] == "raw/transactions/household_sample.csv"
+    name = execution_name(sandbox.stack.bucket, obj["key"], obj["version-id"])
+    assert first_run["name"] == name
+    assert re.fullmatch(r"transactions-household_sample-[0-9a-f]{20}", name)
+    # what the trigger answered for that upload
+    (delivery,) = [d for d in _trigger_deliveries(sandbox) if d["payload"].get("execution_name") == name]
+    assert delivery["payload"]["started"] is True and not delivery["errored"]
+    # lineage names the same object version the execution is named after
+    source = registry.metadata(registry.get_version("transaction-category", 1))["source"]
+    assert source["version_id"] == obj["version-id"]
+
+
+def test_a_replayed_event_starts_nothing_new(first_run, sandbox):
+    event = json.loads(first_run["input"])
+    count = len(sandbox.executions())
+    trigger = sandbox.stack.functions["TriggerFunction"]["name"]
+
+    # the trigger invoked again with the very same event (a duplicated delivery)
+    resp = sandbox.client("lambda").invoke(FunctionName=trigger, Payload=json.dumps(event).encode())
+    assert "FunctionError" not in resp
+    answer = json.loads(resp["Payload"].read())
+    assert answer["started"] is False and answer["reason"] == "duplicate event"
+    assert answer["execution_name"] == first_run["name"]
+    assert answer["execution_arn"] == first_run["executionArn"]
+
+    # the same S3 event put on the bus again: the rule delivers it to the trigger, which starts nothing
+    delivered = len(_trigger_deliveries(sandbox))
+    entry = {
+        "Source": event["source"],
+        "DetailType": event["detail-type"],
+        "Detail": json.dumps(event["detail"]),
+        "Resources": event["resources"],
+    }
+    assert sandbox.client("events").put_events(Entries=[entry])["FailedEntryCount"] == 0
+    replay = _wait_for_trigger(sandbox, delivered + 1)[-1]
+    assert not replay["errored"], replay["payload"]
+    assert replay["payload"]["started"] is False
+    assert replay["payload"]["execution_name"] == first_run["name"]
+
+    assert len(sandbox.executions()) == count
+
+
+def test_the_same_content_uploaded_again_is_a_new_version_and_a_new_execution(sandbox, tmp_path):
+    """A new S3 version of the same key and bytes is a new upload (a cheap file: it fails at ingest)."""
+    path = _sample(HOUSEHOLD, tmp_path / "same_bytes.csv", every=50, drop="Amount")
+    known = {e["executionArn"] for e in sandbox.executions()}
+    first = sandbox.upload(path, "transactions")
+    first_arn = sandbox.wait_for_new_execution(known)
+    second = sandbox.upload(path, "transactions")
+    second_arn = sandbox.wait_for_new_execution(known | {first_arn})
+
+    assert first["key"] == second["key"] and first["version_id"] != second["version_id"]
+    sfn = sandbox.client("stepfunctions")
+    names = {sfn.describe_execution(executionArn=arn)["name"] for arn in (first_arn, second_arn)}
+    from sluice.trigger import execution_name
+
+    assert names == {execution_name(sandbox.stack.bucket, u["key"], u["version_id"]) for u in (first, second)}
+    for arn in (first_arn, second_arn):
+        assert sandbox.follow(arn, timeout=120)["status"] == "FAILED"  # no Amount column
+    assert len(sandbox.executions()) == len(known) + 2
+
+
+def test_a_gzip_upload_starts_the_pipeline(sandbox, tmp_path):
+    path = _sample(HOUSEHOLD, tmp_path / "gz_sample.csv", every=50, drop="Amount")
+    gz = tmp_path / "gz_sample.csv.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    known = {e["executionArn"] for e in sandbox.executions()}
+    upload = sandbox.upload(gz, "transactions")
+    arn = sandbox.wait_for_new_execution(known)
+
+    from sluice.trigger import execution_name
+
+    described = sandbox.client("stepfunctions").describe_execution(executionArn=arn)
+    assert described["name"] == execution_name(sandbox.stack.bucket, upload["key"], upload["version_id"])
+    assert described["name"].startswith("transactions-gz_sample-")
+    assert json.loads(described["input"])["detail"]["object"]["key"] == "raw/transactions/gz_sample.csv.gz"
+    assert sandbox.follow(arn, timeout=120)["status"] in {"SUCCEEDED", "FAILED"}

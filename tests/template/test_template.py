@@ -42,6 +42,7 @@ FUNCTION_LAYERS = {
     "VerifyFunction": ["SluiceLayer", "ServingDepsLayer"],
     "RegisterFunction": ["SluiceLayer"],
     "ApiFunction": ["SluiceLayer", "ServingDepsLayer"],
+    "TriggerFunction": ["SluiceLayer"],
 }
 
 # What the python3.12 Lambda runtime provides, so the sluice layer does not ship it (layers/sluice/Makefile).

@@ -1,7 +1,7 @@
 """Dataset and model specs: plain data, validated at load, round-trip to dict/YAML.
 
 Built-in specs live as YAML next to this file; a user adds a spec by adding a YAML file
-(in the repo, or from S3 next to the data in later versions) without changing code.
+(in the repo, or uploaded to S3 next to the data: see ``resolve_dataset_spec``) without changing code.
 """
 
 from __future__ import annotations
@@ -12,12 +12,18 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from sluice.errors import SpecError, UnknownDatasetError
 
 ColumnType = Literal["string", "text", "float", "int", "datetime"]
 FeatureKind = Literal["text", "categorical", "numeric", "date"]
 Task = Literal["classification"]
+
+
+def _field_error(message: str) -> PydanticCustomError:
+    """A validation error whose message starts with the field path (no "Value error, " prefix)."""
+    return PydanticCustomError("spec_field", "{message}", {"message": message})
 
 
 class _Spec(BaseModel):
@@ -33,12 +39,14 @@ class _Spec(BaseModel):
 class RuleSpec(_Spec):
     """Validation rules on a typed value; a failing row is quarantined with ``<column>:<rule>``."""
 
-    min: float | None = Field(
-        None, description="numbers (and datetimes as ISO strings) below fail: below_min"
+    min: float | None = Field(None, description="numbers below fail: below_min (float/int columns)")
+    max: float | None = Field(None, description="numbers above fail: above_max (float/int columns)")
+    allowed: list[str] | None = Field(
+        None, description="values outside the list fail: not_allowed (string/text columns)"
     )
-    max: float | None = Field(None, description="numbers above fail: above_max")
-    allowed: list[str] | None = Field(None, description="values outside the list fail: not_allowed")
-    regex: str | None = Field(None, description="strings that do not fully match fail: regex")
+    regex: str | None = Field(
+        None, description="strings that do not fully match fail: regex (string/text columns)"
+    )
     unique: bool = Field(False, description="a value seen before in the file fails: duplicate")
 
     @field_validator("regex")
@@ -122,6 +130,32 @@ class DatasetSpec(_Spec):
                 raise ValueError(
                     f"format.header is false, so every column needs a position: {', '.join(unplaced)}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _rules_fit_types(self) -> DatasetSpec:
+        """min/max need numbers; allowed/regex need strings. The message names the field."""
+        for i, col in enumerate(self.columns):
+            rules, where = col.rules, f"columns.{i}.rules"
+            for field in ("min", "max"):
+                if getattr(rules, field) is not None and col.type not in ("float", "int"):
+                    raise _field_error(
+                        f"{where}.{field}: {field} applies to float and int columns only; "
+                        f"column {col.name!r} is {col.type}"
+                    )
+            for field in ("allowed", "regex"):
+                if getattr(rules, field) is not None and col.type not in ("string", "text"):
+                    raise _field_error(
+                        f"{where}.{field}: {field} applies to string and text columns only; "
+                        f"column {col.name!r} is {col.type}"
+                    )
+            if rules.min is not None and rules.max is not None and rules.min > rules.max:
+                raise _field_error(
+                    f"{where}.min: min ({rules.min:g}) is greater than max ({rules.max:g}) "
+                    f"for column {col.name!r}"
+                )
+            if rules.allowed is not None and not rules.allowed:
+                raise _field_error(f"{where}.allowed: list at least one value for column {col.name!r}")
         return self
 
     def column(self, name: str) -> ColumnSpec:
@@ -214,6 +248,76 @@ def load_dataset_spec(name: str) -> DatasetSpec:
     if name not in specs:
         raise UnknownDatasetError(f"no dataset spec named {name!r}; known: {', '.join(sorted(specs))}")
     return parse_dataset_spec(specs[name], f"datasets/{name}.yaml")
+
+
+#: Names of a dataset spec uploaded next to the data, under ``raw/<dataset>/``, in order of precedence.
+SPEC_FILENAMES = ("dataset.yaml", "dataset.yml", "dataset.json")
+
+
+def is_spec_key(key: str) -> bool:
+    """True for ``raw/<dataset>/dataset.yaml`` (or .yml/.json): a spec upload, not data to ingest."""
+    parts = key.split("/")
+    return len(parts) == 3 and parts[0] == "raw" and bool(parts[1]) and parts[2] in SPEC_FILENAMES
+
+
+def _parse_uploaded_spec(body: bytes, filename: str, dataset: str, source: str) -> DatasetSpec:
+    import json
+
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"invalid DatasetSpec in {source}: (root): not UTF-8 text: {exc}") from exc
+    try:
+        data = json.loads(text) if filename.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        kind = "JSON" if filename.endswith(".json") else "YAML"
+        raise SpecError(f"invalid DatasetSpec in {source}: (root): not valid {kind}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"invalid DatasetSpec in {source}: (root): a spec must be a mapping")
+    data = {**data}
+    data.setdefault("name", dataset)
+    if data["name"] != dataset:
+        raise SpecError(
+            f"invalid DatasetSpec in {source}: name: {data['name']!r} differs from the dataset folder "
+            f"{dataset!r} (raw/{dataset}/)"
+        )
+    return parse_dataset_spec(data, source)
+
+
+def resolve_dataset_spec(bucket: str, key: str) -> tuple[DatasetSpec, str]:
+    """The dataset spec for an uploaded ``raw/<dataset>/<file>``, and where it came from.
+
+    A spec uploaded next to the data (``s3://<bucket>/raw/<dataset>/dataset.yaml``, else ``.yml``,
+    else ``.json``) wins over the built-in spec of that name; the source is then that S3 URL, else
+    ``builtin:<dataset>``. An invalid uploaded spec raises SpecError naming the field (no silent
+    fallback); no uploaded spec and no built-in one raises UnknownDatasetError listing the known ones.
+    An uploaded spec may omit ``name`` (it defaults to the folder); a different name is an error.
+    """
+    from botocore.exceptions import ClientError
+
+    from sluice.errors import SourceObjectError
+    from sluice.storage import get_object
+
+    dataset = dataset_for_key(key)
+    for filename in SPEC_FILENAMES:
+        spec_key = f"raw/{dataset}/{filename}"
+        try:
+            obj = get_object(bucket, spec_key)
+        except SourceObjectError as exc:
+            cause = exc.__cause__
+            code = cause.response.get("Error", {}).get("Code", "") if isinstance(cause, ClientError) else ""
+            if code in ("NoSuchKey", "404", "NotFound"):
+                continue
+            raise
+        source = f"s3://{bucket}/{spec_key}"
+        return _parse_uploaded_spec(obj.body, filename, dataset, source), source
+    known = dataset_names()
+    if dataset not in known:
+        raise UnknownDatasetError(
+            f"no dataset spec for {dataset!r}: no built-in spec of that name and none uploaded at "
+            f"s3://{bucket}/raw/{dataset}/dataset.yaml; known: {', '.join(known)}"
+        )
+    return load_dataset_spec(dataset), f"builtin:{dataset}"
 
 
 def load_model_spec(name: str) -> ModelSpec:
