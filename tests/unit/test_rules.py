@@ -3,7 +3,6 @@ built-in specs' rules on the real files (typed with plain pandas, not with the i
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
