@@ -268,3 +268,34 @@ def test_a_gzip_upload_starts_the_pipeline(sandbox, tmp_path):
     assert described["name"].startswith("transactions-gz_sample-")
     assert json.loads(described["input"])["detail"]["object"]["key"] == "raw/transactions/gz_sample.csv.gz"
     assert sandbox.follow(arn, timeout=120)["status"] in {"SUCCEEDED", "FAILED"}
+
+
+def test_models_cli_promote_and_rollback_move_the_champion(sandbox, registry, api, capsys):
+    """`sluice models` against the sandbox's endpoint, resolving the registry from the stack outputs."""
+    from sluice_cli.main import main
+
+    endpoint = ["models", "--endpoint-url", sandbox.endpoint, "--stack", sandbox.stack.name]
+    current = registry.get_alias("transaction-category", "champion")
+    assert current is not None and current > 1
+
+    assert main([*endpoint, "rollback", "transaction-category", "--reason", "test"]) == 0
+    previous = registry.get_alias("transaction-category", "champion")
+    assert previous < current
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the running API follows the alias
+        if api.post("/v1/models/transaction-category/predict", json=RECORD).json()["version"] == previous:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the API kept serving the rolled-back version")
+
+    assert main([*endpoint, "promote", "transaction-category", str(current), "--reason", "test"]) == 0
+    assert registry.get_alias("transaction-category", "champion") == current
+
+    capsys.readouterr()
+    assert main([*endpoint, "--json", "show", "transaction-category"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["champion"] == current
+    assert [m["reason"] for m in shown["audit"]][-2:] == ["test", "test"]
+
+    assert main([*endpoint, "promote", "no-such-model", "1"]) == 1

@@ -53,6 +53,10 @@ class AliasConflictError(RegistryError):
     """An alias moved under us: the conditional write saw another version than expected."""
 
 
+class PromotionRefusedError(RegistryError):
+    """A version the gates rejected cannot become champion, and there is nothing to roll back to."""
+
+
 class ModelNotFoundError(RegistryError):
     """No such model, version or alias in the registry."""
 

@@ -27,7 +27,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sluice.aws import client
-from sluice.errors import AliasConflictError, ArtifactIntegrityError, ModelNotFoundError
+from sluice.errors import (
+    AliasConflictError,
+    ArtifactIntegrityError,
+    ModelNotFoundError,
+    PromotionRefusedError,
+)
 from sluice.storage import get_object, put_bytes, put_json, sha256_hex
 
 ALIASES = ("champion", "challenger")
@@ -223,6 +228,38 @@ class Registry:
                 "at": {"S": now},
             },
         )
+
+    def promote(self, model: str, version: int, *, reason: str, alias: str = "champion") -> int | None:
+        """Point ``alias`` at ``version`` (never at a rejected one); returns the version it held."""
+        mv = self.get_version(model, version)
+        if mv.status == "rejected":
+            raise PromotionRefusedError(
+                f"{model} v{version} was rejected by the gates and cannot become {alias} "
+                f"(see models/{model}/v{version}/metadata.json for the reasons)"
+            )
+        current = self.get_alias(model, alias)
+        if current != version:
+            self.set_alias(model, alias, version, expected=current, reason=reason)
+        return current
+
+    def rollback(self, model: str, *, reason: str, to: int | None = None) -> tuple[int, int]:
+        """Move the champion back: to ``to``, or to the newest accepted version older than it.
+
+        Returns (from, to). Rolling back is moving an alias; no version is changed or deleted."""
+        current = self.get_alias(model, "champion")
+        if current is None:
+            raise ModelNotFoundError(f"{model} has no champion to roll back")
+        if to is None:
+            older = [
+                v.version for v in self.versions(model) if v.version < current and v.status != "rejected"
+            ]
+            if not older:
+                raise PromotionRefusedError(
+                    f"{model}: champion v{current} has no earlier champion to roll back to"
+                )
+            to = max(older)
+        self.promote(model, to, reason=reason)
+        return current, to
 
     def audit(self, model: str) -> list[dict[str, Any]]:
         out = []
