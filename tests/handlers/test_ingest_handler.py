@@ -82,6 +82,7 @@ def test_object_created_event_writes_curated_outputs(s3, handler, capsys, name):
         prefix + "schema.json",
         prefix + "quality.json",
         prefix + "quarantine.csv",
+        prefix + "profile.json",
     }
 
     quality = json.loads(s3.get_object(Bucket=BUCKET, Key=result["quality_key"])["Body"].read())
@@ -170,3 +171,80 @@ def test_sample_events_parse_like_eventbridge_delivers_them():
         assert request.key.startswith("raw/transactions/") and request.key.endswith(".csv")
         assert request.version_id == event["detail"]["object"]["version-id"]
         assert Path(request.key).name in {HOUSEHOLD.name, TITANS.name, "missing_columns.csv"}
+
+
+# -- streaming, idempotency, profile, gzip, uploaded specs -------------------------------------------------
+
+
+def versions_under(s3, prefix: str) -> list[tuple[str, str]]:
+    resp = s3.list_object_versions(Bucket=BUCKET, Prefix=prefix)
+    return sorted((v["Key"], v["VersionId"]) for v in resp.get("Versions", []))
+
+
+def test_the_same_object_version_twice_rewrites_nothing(s3, handler):
+    event = upload(s3, load_event("ingest/s3_object_created_household.json"), HOUSEHOLD.read_bytes())
+    first = handler(event, lambda_context("ingest"))
+    written = versions_under(s3, "curated/")
+    assert len(written) == 5
+    again = handler(event, lambda_context("ingest"))
+    assert again == first
+    assert versions_under(s3, "curated/") == written  # no new object version anywhere
+
+
+def test_an_unversioned_source_gets_its_run_id_from_the_content(s3, handler):
+    s3.create_bucket(Bucket="plain-source")
+    key = "raw/transactions/titans.csv"
+    s3.put_object(Bucket="plain-source", Key=key, Body=TITANS.read_bytes())
+    first = handler({"bucket": "plain-source", "key": key}, lambda_context("ingest"))
+    assert first["source"]["version_id"] is None
+    written = versions_under(s3, "curated/")
+    assert handler({"bucket": "plain-source", "key": key}, lambda_context("ingest")) == first
+    assert versions_under(s3, "curated/") == written
+    s3.put_object(Bucket="plain-source", Key=key, Body=TITANS.read_bytes() + b"\n")  # same rows, other bytes
+    assert (
+        handler({"bucket": "plain-source", "key": key}, lambda_context("ingest"))["run_id"] != first["run_id"]
+    )
+
+
+def test_profile_json_sits_next_to_quality_json(s3, handler):
+    event = upload(s3, load_event("ingest/s3_object_created_household.json"), HOUSEHOLD.read_bytes())
+    result = handler(event, lambda_context("ingest"))
+    key = result["quality_key"].removesuffix("quality.json") + "profile.json"
+    profile = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert profile["rows"] == result["rows_clean"]
+    assert profile["columns"]["category"]["top"][0] == {"value": "Food", "count": 907}
+    quality = json.loads(s3.get_object(Bucket=BUCKET, Key=result["quality_key"])["Body"].read())
+    assert quality["outputs"]["profile.json"] == key
+    assert quality["spec_source"] == "builtin:transactions"
+    assert quality["format"]["line_endings"] == "CRLF"
+
+
+def test_a_gzip_upload_is_streamed_through_gunzip(s3, handler):
+    from tests.unit.ingest.helpers import SHUTTLE
+
+    key = "raw/shuttle-anomaly/shuttle_anomaly.csv.gz"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=SHUTTLE.read_bytes())
+    result = handler({"bucket": BUCKET, "key": key}, lambda_context("ingest"))
+    assert (result["dataset"], result["rows_read"], result["rows_clean"]) == ("shuttle-anomaly", 49097, 49097)
+    curated = read_curated(BUCKET, result["data_key"], result["schema_key"])
+    assert int(curated["anomaly"].sum()) == 3511
+    quality = json.loads(s3.get_object(Bucket=BUCKET, Key=result["quality_key"])["Body"].read())
+    assert quality["format"]["compression"] == "gzip"
+    assert quality["source"]["size"] == SHUTTLE.stat().st_size
+
+
+def test_a_spec_uploaded_next_to_the_data_is_used(s3, handler):
+    spec = {
+        "columns": [
+            {"name": "when", "type": "datetime", "required": True, "aliases": ["Date"]},
+            {"name": "value", "type": "float", "required": True, "aliases": ["Amount"], "rules": {"min": 0}},
+        ]
+    }
+    s3.put_object(Bucket=BUCKET, Key="raw/ledger/dataset.json", Body=json.dumps(spec).encode())
+    s3.put_object(Bucket=BUCKET, Key="raw/ledger/titans.csv", Body=TITANS.read_bytes())
+    with pytest.raises(QualityGateError, match=r"value:below_min"):
+        handler({"bucket": BUCKET, "key": "raw/ledger/titans.csv"}, lambda_context("ingest"))
+    [quality_key] = [k for k in keys_under(s3, "curated/ledger/") if k.endswith("quality.json")]
+    quality = json.loads(s3.get_object(Bucket=BUCKET, Key=quality_key)["Body"].read())
+    assert quality["spec_source"] == f"s3://{BUCKET}/raw/ledger/dataset.json"
+    assert quality["failures"] == {"value:below_min": 100}

@@ -59,11 +59,24 @@ def test_household_maps_every_column_and_keeps_every_row(household):
     assert q["rows_read"] == 2461
     assert q["rows_clean"] == 2461 and q["rows_quarantined"] == 0
     assert_accounting(household)
-    assert q["format"] == {
-        "encoding": "utf-8",
-        "delimiter": ",",
-        "header": ["Date", "Mode", "Category", "Subcategory", "Note", "Amount", "Income/Expense", "Currency"],
-    }
+    fmt = q["format"]
+    assert (fmt["encoding"], fmt["delimiter"], fmt["header"], fmt["compression"]) == (
+        "utf-8",
+        ",",
+        True,
+        "none",
+    )
+    assert (fmt["line_endings"], fmt["layout"], fmt["decimal"]) == ("CRLF", "delimited", ".")
+    assert q["header"] == [
+        "Date",
+        "Mode",
+        "Category",
+        "Subcategory",
+        "Note",
+        "Amount",
+        "Income/Expense",
+        "Currency",
+    ]
     assert q["column_mapping"] == {
         "Date": "date",
         "Mode": "payment_method",
