@@ -30,10 +30,13 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, defaults included: what lineage records."""
         return self.model_dump(mode="json", exclude_none=True)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """For people: fields left at their defaults are omitted (parsing restores them)."""
+        data = self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 class RuleSpec(_Spec):
