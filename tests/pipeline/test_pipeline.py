@@ -253,8 +253,8 @@ def test_the_same_content_uploaded_again_is_a_new_version_and_a_new_execution(sa
     assert len(sandbox.executions()) == len(known) + 2
 
 
-def test_a_gzip_upload_starts_the_pipeline(sandbox, tmp_path):
-    path = _sample(HOUSEHOLD, tmp_path / "gz_sample.csv", every=50, drop="Amount")
+def test_a_gzip_upload_is_ingested_and_trained(sandbox, registry, tmp_path):
+    path = _sample(HOUSEHOLD, tmp_path / "gz_sample.csv", every=4)
     gz = tmp_path / "gz_sample.csv.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))
     known = {e["executionArn"] for e in sandbox.executions()}
@@ -267,7 +267,19 @@ def test_a_gzip_upload_starts_the_pipeline(sandbox, tmp_path):
     assert described["name"] == execution_name(sandbox.stack.bucket, upload["key"], upload["version_id"])
     assert described["name"].startswith("transactions-gz_sample-")
     assert json.loads(described["input"])["detail"]["object"]["key"] == "raw/transactions/gz_sample.csv.gz"
-    assert sandbox.follow(arn, timeout=120)["status"] in {"SUCCEEDED", "FAILED"}
+    result = sandbox.follow(arn, timeout=120)
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    output = json.loads(result["output"])
+    assert output["ingest"]["rows_read"] == output["ingest"]["rows_clean"] == 616  # every 4th of 2461
+    quality = json.loads(
+        sandbox.client("s3")
+        .get_object(Bucket=sandbox.stack.bucket, Key=output["ingest"]["quality_key"])["Body"]
+        .read()
+    )
+    assert quality["format"]["compression"] == "gzip"
+    (outcome,) = output["outcomes"]
+    assert outcome["status"] in {"champion", "rejected"}
+    assert registry.get_version("transaction-category", outcome["version"]).status == outcome["status"]
 
 
 def test_models_cli_promote_and_rollback_move_the_champion(sandbox, registry, api, capsys):
