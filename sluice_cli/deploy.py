@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,8 +113,6 @@ def _references(node: Any) -> set[str]:
             found.add(target[0] if isinstance(target, list) else str(target).split(".")[0])
         if "Fn::Sub" in node:
             text = node["Fn::Sub"][0] if isinstance(node["Fn::Sub"], list) else node["Fn::Sub"]
-            import re
-
             found.update(m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", str(text)))
         for value in node.values():
             found |= _references(value)
