@@ -10,20 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from sluice.lambdas import powertools, step_handler
 from sluice.trigger import start_pipeline, state_machine_arn_from_env
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+logger, tracer, metrics = powertools()
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@step_handler(logger, tracer, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = start_pipeline(event, state_machine_arn_from_env())
     logger.append_keys(bucket=result.bucket, key=result.key, version_id=result.version_id)
