@@ -163,13 +163,18 @@ def cold_onnxruntime(snapshot: Path) -> dict[str, Any]:
         for name, col in inputs["feed"].items()
     }
     labels, _ = session.run(inputs["outputs"], feed)
+    return _cold_result(t0, t1, str(labels[0]))
+
+
+def _cold_result(t0: float, t1: float, label: str) -> dict[str, Any]:
+    """Timings of a cold path: imports + loading until t1, the first call until now."""
     t2 = time.perf_counter()
     return {
         "done_wall": time.time(),
         "excluded_s": 0.0,
         "import_s": t1 - t0,
         "first_call_s": t2 - t1,
-        "label": str(labels[0]),
+        "label": label,
     }
 
 
@@ -195,14 +200,7 @@ def cold_sklearn(snapshot: Path) -> dict[str, Any]:
         {name: pd.Series(col["values"], dtype=col["dtype"]) for name, col in inputs["frame"].items()}
     )
     probabilities = pipeline.predict_proba(frame)
-    t2 = time.perf_counter()
-    return {
-        "done_wall": time.time(),
-        "excluded_s": 0.0,
-        "import_s": t1 - t0,
-        "first_call_s": t2 - t1,
-        "label": str(pipeline.classes_[int(probabilities[0].argmax())]),
-    }
+    return _cold_result(t0, t1, str(pipeline.classes_[int(probabilities[0].argmax())]))
 
 
 def cold_python(snapshot: Path) -> dict[str, Any]:

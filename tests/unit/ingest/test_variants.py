@@ -18,16 +18,6 @@ from tests.unit.ingest.helpers import HOUSEHOLD, TITANS, WINE, assert_accounting
 
 
 @pytest.fixture(scope="module")
-def spec():
-    return load_dataset_spec("transactions")
-
-
-@pytest.fixture(scope="module")
-def household(spec):
-    return ingest_bytes(HOUSEHOLD.read_bytes(), spec)
-
-
-@pytest.fixture(scope="module")
 def rows():
     return rows_of(HOUSEHOLD)
 

@@ -4,38 +4,21 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from sluice.errors import MissingColumnsError, QualityGateError, SourceObjectError
 from sluice.ingest import ingest_bytes, map_header, run_id_for, snake_case, sniff_delimiter
-from sluice.specs import load_dataset_spec, parse_dataset_spec
-from tests.events import DATA
+from sluice.specs import parse_dataset_spec
+from tests.unit.ingest.helpers import HOUSEHOLD, TITANS, rows_of
 
-HOUSEHOLD = DATA / "transactions" / "daily_household_transactions.csv"
-TITANS = DATA / "transactions" / "titans_all_transactions.csv"
 CANONICAL = ["date", "amount", "description", "category", "subcategory", "payment_method", "type", "currency"]
-
-
-@pytest.fixture(scope="module")
-def spec():
-    return load_dataset_spec("transactions")
-
-
-@pytest.fixture(scope="module")
-def household(spec):
-    return ingest_bytes(HOUSEHOLD.read_bytes(), spec)
 
 
 @pytest.fixture(scope="module")
 def titans(spec):
     return ingest_bytes(TITANS.read_bytes(), spec)
-
-
-def rows_of(path: Path) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(path.read_text(), newline="")))
 
 
 def to_csv(rows: list[list[str]], delimiter: str = ",", lineterminator: str = "\n") -> str:
