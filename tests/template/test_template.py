@@ -264,6 +264,30 @@ def test_state_machine_substitutions_are_all_defined(name: str) -> None:
     assert defined <= used, f"{name} defines unused substitutions {defined - used}"
 
 
+def test_state_machine_logs_errors_to_its_own_log_group() -> None:
+    machines = resources_of("AWS::Serverless::StateMachine")
+    assert machines
+    groups = resources_of("AWS::Logs::LogGroup")
+    for name, res in machines.items():
+        logging = res["Properties"].get("Logging", {})
+        assert logging.get("Level") in {"ERROR", "ALL"}, f"{name}: execution errors must be logged"
+        assert logging.get("IncludeExecutionData") is False, f"{name}: payloads stay out of the logs"
+        (dest,) = logging["Destinations"]
+        group = dest["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+        assert group in groups and "RetentionInDays" in groups[group]["Properties"]
+
+
+def test_upload_rule_retries_then_parks_events_in_an_encrypted_queue() -> None:
+    rule = resources_of("AWS::Serverless::Function")["TriggerFunction"]["Properties"]["Events"]["CsvUploaded"]
+    props = rule["Properties"]
+    assert props["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    queue = props["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+    queues = resources_of("AWS::SQS::Queue")
+    assert queues[queue]["Properties"].get("SqsManagedSseEnabled") is True
+    policies = resources_of("AWS::SQS::QueuePolicy").values()
+    assert any({"Ref": queue} in p["Properties"]["Queues"] for p in policies), "EventBridge may not send to it"
+
+
 # ------------------------------------------------------------------------------------------ bucket
 def test_data_bucket_is_versioned_encrypted_private_and_sends_events() -> None:
     buckets = resources_of("AWS::S3::Bucket")
