@@ -285,7 +285,7 @@ def test_upload_rule_retries_then_parks_events_in_an_encrypted_queue() -> None:
     queues = resources_of("AWS::SQS::Queue")
     assert queues[queue]["Properties"].get("SqsManagedSseEnabled") is True
     policies = resources_of("AWS::SQS::QueuePolicy").values()
-    assert any({"Ref": queue} in p["Properties"]["Queues"] for p in policies), "EventBridge may not send to it"
+    assert any({"Ref": queue} in p["Properties"]["Queues"] for p in policies), "no EventBridge access"
 
 
 # ------------------------------------------------------------------------------------------ bucket
