@@ -1,9 +1,10 @@
 """``python -m bench``: run the benchmarks, print their tables, write bench/results.json.
 
-The serving figures go under the ``"serving"`` key of the results file and the ingest figures under
-``"ingest"``; other keys already there are kept, and each benchmark's key is written as soon as it is
-done. ``--only serving`` or ``--only ingest`` runs one of them. ``--quick`` is a smoke run (serving: few
-calls, 2 cold starts each, 300 requests; ingest: 10^4 and 10^5 rows): its figures are noisy.
+The serving figures go under the ``"serving"`` key of the results file, the ingest figures under
+``"ingest"`` and the training figures under ``"training"``; other keys already there are kept, and
+each benchmark's key is written as soon as it is done. ``--only NAME`` runs one of them. ``--quick``
+is a smoke run (serving: few calls, 2 cold starts each, 300 requests; ingest: 10^4 and 10^5 rows;
+training: without the x100 file): its figures are noisy.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-SUITES = ("serving", "ingest")
+SUITES = ("serving", "ingest", "training")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -42,9 +43,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="ingest: the engine, module:function with ingest_file's signature (default %(default)s)",
     )
     p.add_argument(
+        "--training-models",
+        nargs="+",
+        metavar="MODEL",
+        help="training: only these built-in model specs (default: all of them)",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: 200 calls, 2 cold starts, 300 requests; ingest on 10^4 and 10^5 rows",
+        help=(
+            "smoke run: 200 calls, 2 cold starts, 300 requests; ingest on 10^4 and 10^5 rows; "
+            "training without the x100 file"
+        ),
     )
     p.add_argument("--output", type=Path, default=RESULTS, help=f"results file (default {RESULTS.name})")
     return p.parse_args(argv)
@@ -94,13 +104,26 @@ def run_ingest(args: argparse.Namespace) -> None:
     write_key(args.output, "ingest", ingest)
 
 
+def run_training(args: argparse.Namespace) -> None:
+    from bench.training import TrainingOptions, training_table
+    from bench.training import run_training as run
+
+    options = TrainingOptions(
+        factors=(10,) if args.quick else (10, 100),
+        models=tuple(args.training_models) if args.training_models else None,
+    )
+    training = run(options)
+    print(training_table(training))
+    write_key(args.output, "training", training)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     suites = [args.only] if args.only else list(SUITES)
     for i, suite in enumerate(suites):
         if i:
             print()
-        {"serving": run_serving, "ingest": run_ingest}[suite](args)
+        {"serving": run_serving, "ingest": run_ingest, "training": run_training}[suite](args)
     print(f"\nwritten to {args.output}")
     return 0
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.child import MODEL, ROOT, UNSET, LambdaContext, base_env
+from bench.sizes import NoBuild, measure_build
 from bench.stats import load_average, machine, paired_ratio, ratio, summary
 
 CHILD = "import bench.child as c; c.main()"
@@ -184,19 +185,10 @@ def cold_starts(snapshot: Path, repeats: int) -> dict[str, Any]:
 
 
 def bundle_size(build_dir: Path = BUILD_DIR) -> dict[str, Any]:
-    if not (build_dir / "template.yaml").exists():
-        return {"bundle_mb": None, "bundle_note": f"no {build_dir.relative_to(ROOT)}: run make build first"}
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("sluice_lambda_sizes", ROOT / "scripts" / "lambda_sizes.py")
-    assert spec is not None and spec.loader is not None
-    sizes = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = sizes  # dataclasses look their module up there
     try:
-        spec.loader.exec_module(sizes)
-        functions = {fs.name: fs for fs in sizes.measure(build_dir)}
-    except Exception as exc:  # a half-written build: report it, keep the other figures
-        return {"bundle_mb": None, "bundle_note": f"cannot measure {build_dir}: {exc!r}"}
+        functions, limit = measure_build(build_dir)
+    except NoBuild as exc:
+        return {"bundle_mb": None, "bundle_note": str(exc)}
     api = functions.get(API_FUNCTION)
     if api is None:
         return {"bundle_mb": None, "bundle_note": f"{API_FUNCTION} not in {build_dir}/template.yaml"}
@@ -207,7 +199,7 @@ def bundle_size(build_dir: Path = BUILD_DIR) -> dict[str, Any]:
         "bundle_mb": round(api.total / MB, 1),
         "bundle_code_mb": round(api.code_bytes / MB, 3),
         "bundle_layers_mb": {name: round(b / MB, 1) for name, b in api.layers.items()},
-        "bundle_limit_mb": round(sizes.LIMIT_BYTES / MB, 1),
+        "bundle_limit_mb": round(limit / MB, 1),
         "bundle_build_dir": str(build_dir.relative_to(ROOT)),
         "bundle_built_at": built.isoformat(timespec="seconds"),
         "bundle_all_functions_mb": {name: round(fs.total / MB, 1) for name, fs in functions.items()},

@@ -185,3 +185,45 @@ def test_quick_ingest_run_with_a_stand_in_engine(tmp_path: Path) -> None:
         )
         assert figures["file_mb"] > 0 and figures["read_csv_peak_mb"] >= 0
     assert "rows_1e6" not in ingest
+
+
+# -- training -----------------------------------------------------------------------------------------
+
+
+def test_training_plan_covers_each_spec_on_its_files_then_the_resampled_household() -> None:
+    from bench.training import TRANSACTION_MODELS, TrainingOptions, plan
+    from sluice.specs import _builtin
+
+    jobs = plan(TrainingOptions(factors=(10,)))
+    assert ("transaction-category", "household") in jobs and ("transaction-category", "titans") in jobs
+    assert {m for m, _ in jobs} == set(_builtin("models"))
+    resampled = [m for m, label in jobs if label == "household_x10"]
+    assert resampled == [m for m in TRANSACTION_MODELS if m in _builtin("models")]
+    assert plan(TrainingOptions(factors=(), models=("no-such-model",))) == []
+
+
+def test_training_targets_are_judged_in_their_direction() -> None:
+    from bench.training import check_target
+
+    run = {"metrics": {"holdout": {"accuracy": 0.79}}}
+    assert check_target("transaction-category", "household", run)["met"] is True
+    assert check_target("wine-quality", "wine", run)["met"] is None  # its metric is missing here
+    wine = {"metrics": {"holdout": {"mean_absolute_error": 0.46}}}
+    assert check_target("wine-quality", "wine", wine)["met"] is False
+    assert check_target("transaction-category", "household_x10", run) is None
+    assert check_target("transaction-category", "household", {"error": "exit 1"}) is None
+
+
+def test_training_child_trains_the_bookkeeping_file(tmp_path: Path) -> None:
+    from bench._training_child import measure as measure_training
+    from bench.training import TITANS, training_table
+
+    run = measure_training("transaction-category", TITANS)
+    assert run["rows"] > 90 and run["wall_s"] > 0 and run["peak_mb"] >= 0
+    holdout = run["metrics"]["holdout"]
+    assert 0.0 <= holdout["accuracy"] <= 1.0 and run["onnx_bytes"] > 1000
+    assert run["rows_train"] + run["rows_holdout"] <= run["rows"]
+    text = training_table(
+        {"runs": {"transaction-category@titans": {**run, "target": None}}, "function_mb": None}
+    )
+    assert "transaction-category@titans" in text and "n/a" in text
