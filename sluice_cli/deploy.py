@@ -35,6 +35,7 @@ class Stack:
     resources: dict[str, str]  # logical id -> physical id
     functions: dict[str, dict[str, Any]]  # logical id -> {name, code_dir, handler, environment}
     left_out: list[str] = field(default_factory=list)
+    parameters: dict[str, str] = field(default_factory=dict)  # effective: defaults + given
 
     @property
     def bucket(self) -> str:
@@ -179,7 +180,11 @@ def deploy(
     parameters = {"Stage": "dev", **(parameters or {})}
     session = boto3.session.Session(region_name=region)
     s3, cfn_client = session.client("s3"), session.client("cloudformation")
-    sam, code_dirs = package(load_template(template_path), s3, template_path.parent)
+    template = load_template(template_path)
+    effective = {
+        name: str(p["Default"]) for name, p in template.get("Parameters", {}).items() if "Default" in p
+    } | parameters
+    sam, code_dirs = package(template, s3, template_path.parent)
     cfn, left_out = leave_out_unsupported(translate(sam, parameters))
     cfn_client.create_stack(
         StackName=stack_name,
@@ -210,4 +215,4 @@ def deploy(
                 "environment": config.get("Environment", {}).get("Variables", {}),
             }
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-    return Stack(stack_name, outputs, physical, functions, left_out)
+    return Stack(stack_name, outputs, physical, functions, left_out, effective)

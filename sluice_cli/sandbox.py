@@ -200,6 +200,9 @@ class Sandbox:
         # path: locally the app is served at the root.
         os.environ.update({k: v for k, v in api["environment"].items() if k != "SLUICE_ROOT_PATH"})
         os.environ["SLUICE_LOCAL_API_KEYS"] = self.api_key
+        # The usage plan API Gateway applies on AWS, applied by the app here (sluice.serving.access).
+        for setting, parameter in LOCAL_LIMITS.items():
+            os.environ[setting] = self.stack.parameters.get(parameter, "0")
         os.environ["SLUICE_ALIAS_REFRESH_SECONDS"] = str(self.alias_refresh_seconds)
         self._reset_runtime_caches()
         from sluice.serving.app import create_app
@@ -218,6 +221,13 @@ class Sandbox:
             time.sleep(0.05)
         self.api_port = port
         return f"http://127.0.0.1:{port}"
+
+
+LOCAL_LIMITS = {
+    "SLUICE_LOCAL_RATE_LIMIT": "ApiThrottleRateLimit",
+    "SLUICE_LOCAL_BURST_LIMIT": "ApiThrottleBurstLimit",
+    "SLUICE_LOCAL_QUOTA_PER_DAY": "ApiQuotaPerDay",
+}
 
 
 @contextlib.contextmanager

@@ -136,6 +136,19 @@ def test_api_errors_are_json_4xx(api, sandbox):
     assert sandbox.api_key not in no_key.text
 
 
+def test_the_local_api_applies_the_templates_usage_plan(sandbox):
+    from sluice.serving.access import AccessPolicy
+    from sluice.settings import Settings
+
+    params = sandbox.stack.parameters
+    policy = AccessPolicy.from_settings(Settings())  # the environment the sandbox gave the app
+
+    assert policy.enforced
+    assert policy.rate == float(params["ApiThrottleRateLimit"]) > 0
+    assert policy.burst == int(params["ApiThrottleBurstLimit"]) > 0
+    assert policy.quota_per_day == int(params["ApiQuotaPerDay"]) > 0
+
+
 def test_missing_columns_fail_at_ingest_and_keep_the_champion(sandbox, registry, api, tmp_path):
     path = _sample(HOUSEHOLD, tmp_path / "no_amount.csv", every=5, drop="Amount")
     result = _run(sandbox, path)

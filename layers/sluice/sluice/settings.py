@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     # Comma-separated API keys enforced by the app itself (local sandbox, uvicorn). On AWS,
     # API Gateway enforces keys and usage plans, and this stays empty.
     local_api_keys: str = ""
+    # The usage plan's throttle and quota, applied per key by the app along with local_api_keys
+    # (0: off). The sandbox sets them from the template's ApiThrottle*/ApiQuotaPerDay parameters.
+    local_rate_limit: float = 0.0
+    local_burst_limit: int = 0
+    local_quota_per_day: int = 0
 
     def require(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]

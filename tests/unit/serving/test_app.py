@@ -10,12 +10,11 @@ import pytest
 from fastapi import FastAPI
 from mangum import Mangum
 
+from sluice.serving.access import AccessPolicy
 from sluice.serving.app import create_app
-from sluice.serving.dependencies import current_settings
 from sluice.serving.middleware import request_id_of
 from sluice.serving.models import ModelStore
 from sluice.serving.schemas import MAX_BODY_BYTES
-from sluice.settings import Settings
 from tests.events import load_event
 from tests.lambda_context import lambda_context
 from tests.unit.serving.conftest import FakeClock, FakeRegistry, request
@@ -27,13 +26,14 @@ KEYS = "key-one, key-two"
 
 @pytest.fixture
 def app(registry: FakeRegistry, clock: FakeClock) -> FastAPI:
-    return create_app(store=ModelStore(registry, refresh_seconds=60, clock=clock), root_path="")
+    store = ModelStore(registry, refresh_seconds=60, clock=clock)
+    return create_app(store=store, root_path="", access=AccessPolicy())
 
 
 @pytest.fixture
-def locked(app: FastAPI) -> FastAPI:
-    app.dependency_overrides[current_settings] = lambda: Settings(local_api_keys=KEYS)
-    return app
+def locked(registry: FakeRegistry, clock: FakeClock) -> FastAPI:
+    store = ModelStore(registry, refresh_seconds=60, clock=clock)
+    return create_app(store=store, root_path="", access=AccessPolicy(KEYS.split(", ")))
 
 
 def emf_docs(out: str) -> list[dict[str, Any]]:
@@ -253,9 +253,20 @@ def test_open_routes_need_no_key(locked: FastAPI, path: str) -> None:
 
 
 def test_no_keys_configured_means_gateway_enforces_them(app: FastAPI) -> None:
-    app.dependency_overrides[current_settings] = lambda: Settings(local_api_keys="")
-
     assert request(app, "GET", "/v1/models").status_code == 200
+
+
+def test_keys_and_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluice.settings import Settings
+
+    monkeypatch.setenv("SLUICE_LOCAL_API_KEYS", "a-key, b-key")
+    monkeypatch.setenv("SLUICE_LOCAL_RATE_LIMIT", "5")
+    monkeypatch.setenv("SLUICE_LOCAL_BURST_LIMIT", "2")
+    monkeypatch.setenv("SLUICE_LOCAL_QUOTA_PER_DAY", "100")
+    policy = AccessPolicy.from_settings(Settings())
+
+    assert policy.enforced and (policy.rate, policy.burst, policy.quota_per_day) == (5.0, 2, 100)
+    assert policy.check(b"b-key") is None and policy.check(b"c-key").status == 403
 
 
 # -- docs behind the API Gateway stage ----------------------------------------------------------
@@ -289,7 +300,9 @@ def test_openapi_documents_predict_body_and_errors(app: FastAPI) -> None:
 
     assert "record" in op["requestBody"]["content"]["application/json"]["examples"]
     assert op["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse")
-    assert "APIKeyHeader" in schema["components"]["securitySchemes"]
+    assert schema["components"]["securitySchemes"]["ApiKey"]["name"] == "x-api-key"
+    assert op["security"] == [{"ApiKey": []}] and "429" in op["responses"]
+    assert "security" not in schema["paths"]["/health"]["get"]
 
 
 def test_docs_behind_the_stage_through_mangum(registry: FakeRegistry) -> None:

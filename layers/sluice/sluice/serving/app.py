@@ -16,16 +16,20 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope, Send
 
 from sluice import __version__
 from sluice.errors import ModelNotFoundError
+from sluice.serving.access import API_KEY_HEADER, PUBLIC_PATHS, AccessMiddleware, AccessPolicy, Refusal
 from sluice.serving.errors import ApiError, ModelUnavailableError, code_for_status, error_body, field_path
-from sluice.serving.middleware import RequestContextMiddleware
+from sluice.serving.middleware import RequestContextMiddleware, send_json
 from sluice.serving.models import ModelStore
 from sluice.serving.observability import logger
 from sluice.serving.routers import health, models, predictions
+from sluice.settings import get_settings
 
 DESCRIPTION = """\
 Predictions from the champion version of each registered model (ONNX, run by onnxruntime).
@@ -93,9 +97,48 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(request, 422, "validation_error", f"invalid request: {fields}", details)
 
 
-def create_app(store: ModelStore | None = None, root_path: str | None = None) -> FastAPI:
+async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
+    """A request the access policy refused (the key itself is never logged)."""
+    request_id = scope.get("state", {}).get("request_id", "")
+    logger.info(
+        "request refused", extra={"status": refusal.status, "code": refusal.code, "path": scope["path"]}
+    )
+    headers = [] if refusal.retry_after is None else [(b"retry-after", str(refusal.retry_after).encode())]
+    await send_json(send, refusal.status, error_body(refusal.code, refusal.message, request_id), headers)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the API-key scheme on every route but the public ones (keys are
+    checked by API Gateway, or by ``AccessMiddleware`` locally, not by a route dependency)."""
+    if app.openapi_schema is None:
+        doc = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            servers=app.servers,
+        )
+        schemes = doc.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["ApiKey"] = {
+            "type": "apiKey",
+            "in": "header",
+            "name": API_KEY_HEADER,
+            "description": "API key. On AWS, API Gateway checks it; locally, one of SLUICE_LOCAL_API_KEYS.",
+        }
+        for path, operations in doc.get("paths", {}).items():
+            if path not in PUBLIC_PATHS:
+                for operation in operations.values():
+                    operation["security"] = [{"ApiKey": []}]
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
+def create_app(
+    store: ModelStore | None = None, root_path: str | None = None, access: AccessPolicy | None = None
+) -> FastAPI:
     """The API. ``store`` defaults to a lazy ``ModelStore`` on the settings' registry;
-    ``root_path`` to ``SLUICE_ROOT_PATH`` (the API Gateway stage, e.g. ``/dev``)."""
+    ``root_path`` to ``SLUICE_ROOT_PATH`` (the API Gateway stage, e.g. ``/dev``); ``access`` to
+    the keys and limits of the settings (``SLUICE_LOCAL_*``; none on AWS)."""
     root = (os.getenv("SLUICE_ROOT_PATH", "") if root_path is None else root_path).strip().rstrip("/")
     if root and not root.startswith("/"):
         root = "/" + root
@@ -107,7 +150,9 @@ def create_app(store: ModelStore | None = None, root_path: str | None = None) ->
         responses={500: {"description": "Our fault; the body has the error shape and a request id"}},
     )
     app.state.store = store if store is not None else ModelStore()
-    app.add_middleware(RequestContextMiddleware, root_path=root)
+    policy = access if access is not None else (lambda: AccessPolicy.from_settings(get_settings()))
+    app.add_middleware(AccessMiddleware, policy=policy, refuse=_refuse)
+    app.add_middleware(RequestContextMiddleware, root_path=root)  # outermost: ids every response
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(ModelNotFoundError, _not_found)
     app.add_exception_handler(ModelUnavailableError, _unavailable)
@@ -116,6 +161,7 @@ def create_app(store: ModelStore | None = None, root_path: str | None = None) ->
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(predictions.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 

@@ -66,7 +66,7 @@ class RequestContextMiddleware:
             )
             if started:
                 raise
-            await _send_json(
+            await send_json(
                 send,
                 500,
                 error_body("internal_error", f"internal error (request id {request_id})", request_id),
@@ -74,7 +74,7 @@ class RequestContextMiddleware:
             )
 
 
-async def _send_json(
+async def send_json(
     send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
 ) -> None:
     payload = json.dumps(body, separators=(",", ":")).encode()

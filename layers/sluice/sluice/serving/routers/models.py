@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from sluice.serving.dependencies import Authenticated, StoreDep
 from sluice.serving.schemas import ErrorResponse, ModelDetail, ModelList
 
 router = APIRouter(
     prefix="/v1/models",
     tags=["models"],
-    dependencies=[Authenticated],
-    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+    responses={
+        401: {"model": ErrorResponse},
+        403: {"model": ErrorResponse},
+        429: {"model": ErrorResponse, "description": "Throttled or over the daily quota (see Retry-After)"},
+    },
 )
 
 
 @router.get("", response_model=ModelList, summary="List models with their champion version and metrics")
-async def list_models(store: StoreDep) -> dict[str, Any]:
-    models = await run_in_threadpool(store.list_models)  # registry reads, cached per refresh interval
+async def list_models(request: Request) -> dict[str, Any]:
+    # registry reads, cached per refresh interval
+    models = await run_in_threadpool(request.app.state.store.list_models)
     return {"models": models}
 
 
@@ -30,8 +33,9 @@ async def list_models(store: StoreDep) -> dict[str, Any]:
     summary="The champion of one model: version, metrics and the fields /predict takes",
     responses={404: {"model": ErrorResponse}},
 )
-async def get_model(name: str, store: StoreDep) -> dict[str, Any]:
-    model = await run_in_threadpool(store.get, name)  # loads (and verifies) the champion if needed
+async def get_model(name: str, request: Request) -> dict[str, Any]:
+    # loads (and verifies) the champion if needed
+    model = await run_in_threadpool(request.app.state.store.get, name)
     return {
         "name": model.name,
         "version": model.version,

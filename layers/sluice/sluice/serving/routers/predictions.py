@@ -14,7 +14,6 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from sluice.serving.dependencies import Authenticated, RequestIdDep, StoreDep
 from sluice.serving.errors import ApiError
 from sluice.serving.models import ModelStore, ServedModel
 from sluice.serving.observability import logger, record_prediction
@@ -29,7 +28,6 @@ from sluice.serving.schemas import (
 router = APIRouter(
     prefix="/v1/models",
     tags=["predictions"],
-    dependencies=[Authenticated],
     responses={
         400: {"model": ErrorResponse, "description": "Body is not JSON"},
         401: {"model": ErrorResponse},
@@ -37,6 +35,7 @@ router = APIRouter(
         404: {"model": ErrorResponse, "description": "No such model, or it has no champion"},
         413: {"model": ErrorResponse, "description": "Body larger than 6 MiB"},
         422: {"model": ErrorResponse, "description": "A record does not match the model's features"},
+        429: {"model": ErrorResponse, "description": "Throttled or over the daily quota (see Retry-After)"},
         503: {"model": ErrorResponse, "description": "The champion cannot be loaded"},
     },
 )
@@ -104,17 +103,15 @@ async def champion(store: ModelStore, name: str) -> ServedModel:
 async def predict(
     name: Annotated[str, Path(description="model name, e.g. transaction-category")],
     request: Request,
-    store: StoreDep,
-    request_id: RequestIdDep,
 ) -> JSONResponse:
     started = time.perf_counter()
     body = parse_json(await read_body(request))
-    model = await champion(store, name)
+    model = await champion(request.app.state.store, name)
     records = model.validator.validate(body)
     predictions = model.predict(records)
     latency_ms = (time.perf_counter() - started) * 1000.0
     record_prediction(model.name, model.version, len(records), latency_ms)
-    logger.info(
+    logger.debug(
         "prediction",
         extra={
             "model": model.name,
@@ -124,5 +121,10 @@ async def predict(
         },
     )
     return JSONResponse(
-        {"model": model.name, "version": model.version, "request_id": request_id, "predictions": predictions}
+        {
+            "model": model.name,
+            "version": model.version,
+            "request_id": request.scope["state"]["request_id"],
+            "predictions": predictions,
+        }
     )
