@@ -11,6 +11,8 @@ pyproject.toml (5.2.5); ``check_moto_version`` refuses another one instead of fa
    function asynchronously (a daemon thread, through 1.) or start the execution.
 3. CloudFormation: moto creates ``AWS::StepFunctions::StateMachine`` in the non-executing backend
    and ignores ``DefinitionSubstitutions``; we apply them and use the executing backend.
+4. CloudFormation: ``!Ref`` of an ``AWS::Lambda::Version`` gives moto's Python object instead of the
+   version's ARN (what AWS returns); we give it that ARN.
 """
 
 from __future__ import annotations
@@ -340,5 +342,25 @@ def install() -> LocalLambda:
         )
 
     StateMachine.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)  # type: ignore[assignment]
+
+    from moto.awslambda.models import LambdaVersion
+    from moto.awslambda.utils import make_function_ver_arn
+
+    create_version = LambdaVersion.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_version_with_arn(
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        version = create_version(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        name = str(cloudformation_json["Properties"]["FunctionName"]).split(":")[-1]
+        version.physical_resource_id = make_function_ver_arn(region_name, account_id, name, version.version)
+        return version
+
+    LambdaVersion.create_from_cloudformation_json = classmethod(create_version_with_arn)  # type: ignore[assignment]
     _installed = True
     return LOCAL_LAMBDA

@@ -18,13 +18,14 @@ import boto3
 import pytest
 
 from sluice.contracts import IngestRequest, TrainRequest, TrainResult
+from sluice.deployment import load_cases, run_hook
 from sluice.ingest import ingest
 from sluice.registration import register_candidate
 from sluice.registry import Registry, model_prefix
 from sluice.settings import get_settings
 from sluice.storage import get_object
 from sluice.verification import verify_candidate
-from tests.events import DATA, event_files, load_event
+from tests.events import DATA, EVENTS, event_files, load_event
 from tests.handlers.support import BUCKET, TABLE, load_app, moto_storage, set_handler_env
 from tests.lambda_context import lambda_context
 from training import run_training
@@ -33,22 +34,7 @@ FUNCTION = "api"
 MODEL = "transaction-category"
 API_KEY = "local-test-key"
 SOURCE = DATA / "transactions" / "daily_household_transactions.csv"
-EXPECTED_STATUS = {
-    "health": 200,
-    "list_models": 200,
-    "predict_category": 200,
-    "predict_batch": 200,
-    "predict_missing_field": 422,
-    "predict_wrong_type": 422,
-    "predict_unknown_model": 404,
-    "predict_bad_json": 400,
-}
-ERRORS = {  # event -> (code, field named in details)
-    "predict_missing_field": ("validation_error", "amount"),
-    "predict_wrong_type": ("validation_error", "records[1].amount"),
-    "predict_unknown_model": ("not_found", None),
-    "predict_bad_json": ("invalid_json", "body"),
-}
+CASES = {c.name: c for c in load_cases(EVENTS / "api")}  # events/api/expected.yaml
 # functions/api/app.py silences this Powertools warning (health checks publish no application
 # metric on purpose); pytest resets warning filters per test, so the tests say it again.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -143,27 +129,104 @@ def shorten_refresh(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
 
 
 def test_every_sample_event_is_covered() -> None:
-    assert {p.stem for p in event_files("api")} == set(EXPECTED_STATUS)
+    assert {p.stem for p in event_files("api")} == set(CASES)
 
 
 @pytest.mark.parametrize("path", event_files("api"), ids=lambda p: p.stem)
 def test_sample_event(aws: None, api: ModuleType, candidates: list[Candidate], path: Path) -> None:
     register(candidates[0])
     event = load_event(path)
+    case = CASES[path.stem]
 
     status, body, headers = invoke(api, event)
 
-    assert status == EXPECTED_STATUS[path.stem], body
+    assert status == case.status, body
     assert headers["x-request-id"] == event["requestContext"]["requestId"]
-    if path.stem in ERRORS:
-        code, field = ERRORS[path.stem]
+    if case.code is not None:
         assert set(body) == {"error", "request_id"}
         assert body["request_id"] == event["requestContext"]["requestId"]
-        assert body["error"]["code"] == code
+        assert body["error"]["code"] == case.code
         assert body["error"]["message"]
-        if field is not None:
-            assert field in [d["field"] for d in body["error"]["details"]]
-            assert field in body["error"]["message"]
+        if case.field is not None:
+            assert case.field in [d["field"] for d in body["error"]["details"]]
+            assert case.field in body["error"]["message"]
+
+
+# -- the PreTraffic hook: the same samples replayed against a build ------------------------------
+
+
+class Verdicts:
+    """An in-memory ``HookReporter``: what CodeDeploy would have been told."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, bool]] = []
+
+    def report(self, deployment_id: str, execution_id: str, succeeded: bool) -> None:
+        self.calls.append((deployment_id, execution_id, succeeded))
+
+
+HOOK_EVENT = load_event("pretraffic/lifecycle_hook.json")
+
+
+def hook(api: ModuleType) -> tuple[Any, Verdicts]:
+    verdicts = Verdicts()
+    report = run_hook(
+        HOOK_EVENT,
+        lambda event: api.handler(event, lambda_context("sluice-dev-ApiFunction")),
+        list(CASES.values()),
+        verdicts,
+    )
+    return report, verdicts
+
+
+def test_pre_traffic_hook_passes_a_good_build(
+    aws: None, api: ModuleType, candidates: list[Candidate]
+) -> None:
+    register(candidates[0])
+
+    report, verdicts = hook(api)
+
+    assert report.ok, report.failures
+    assert sorted(report.passed) == sorted(CASES)
+    assert verdicts.calls == [(HOOK_EVENT["DeploymentId"], HOOK_EVENT["LifecycleEventHookExecutionId"], True)]
+
+
+def test_pre_traffic_hook_passes_a_build_on_a_stack_without_models(aws: None, api: ModuleType) -> None:
+    report, verdicts = hook(api)  # nothing registered yet: model samples must answer 404
+
+    assert report.ok, report.failures
+    assert verdicts.calls[0][2] is True
+
+
+def test_pre_traffic_hook_fails_a_build_that_answers_500(
+    aws: None, api: ModuleType, candidates: list[Candidate], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sluice.serving.models import ServedModel
+
+    register(candidates[0])
+
+    def broken(self: ServedModel, records: Any) -> Any:
+        raise RuntimeError("a regression in the new build")
+
+    monkeypatch.setattr(ServedModel, "predict", broken)
+    report, verdicts = hook(api)
+
+    assert not report.ok
+    assert verdicts.calls[0][2] is False
+    assert any(f.startswith("predict_category: status 500, expected 200") for f in report.failures)
+
+
+def test_pre_traffic_hook_fails_a_build_that_stops_validating(
+    aws: None, api: ModuleType, candidates: list[Candidate], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sluice.serving.schemas import RecordValidator
+
+    register(candidates[0])
+    monkeypatch.setattr(RecordValidator, "validate", lambda self, body: [{}])  # accepts anything
+    report, verdicts = hook(api)
+
+    assert not report.ok and verdicts.calls[0][2] is False
+    assert any(f.startswith("predict_missing_field: status") for f in report.failures)
 
 
 def test_prediction(

@@ -43,6 +43,7 @@ FUNCTION_LAYERS = {
     "RegisterFunction": ["SluiceLayer"],
     "ApiFunction": ["SluiceLayer", "ServingDepsLayer"],
     "TriggerFunction": ["SluiceLayer"],
+    "PreTrafficHookFunction": ["SluiceLayer"],
 }
 
 # What the python3.12 Lambda runtime provides, so the sluice layer does not ship it (layers/sluice/Makefile).
@@ -286,6 +287,21 @@ def test_upload_rule_retries_then_parks_events_in_an_encrypted_queue() -> None:
     assert queues[queue]["Properties"].get("SqsManagedSseEnabled") is True
     policies = resources_of("AWS::SQS::QueuePolicy").values()
     assert any({"Ref": queue} in p["Properties"]["Queues"] for p in policies), "no EventBridge access"
+
+
+def test_api_deploys_through_a_canary_with_rollback_alarms_and_a_pre_traffic_hook() -> None:
+    api = FUNCTIONS["ApiFunction"]["Properties"]
+    pref = api["DeploymentPreference"]
+    assert api["AutoPublishAlias"] == "live" and pref["Enabled"] is True
+    assert pref["Type"] == {"Fn::If": ["IsProd", "Canary10Percent5Minutes", "AllAtOnce"]}
+    alarms = resources_of("AWS::CloudWatch::Alarm")
+    assert pref["Alarms"] and all(ref(a) in alarms for a in pref["Alarms"])
+    hook = ref(pref["Hooks"]["PreTraffic"])
+    hook_props = FUNCTIONS[hook]["Properties"]
+    assert hook_props["FunctionName"]["Fn::Sub"].startswith("CodeDeployHook_")  # the CodeDeploy role's scope
+    assert hook_props["Environment"]["Variables"]["SLUICE_TARGET_FUNCTION"] == {"Ref": "ApiFunction.Version"}
+    samples = ROOT / hook_props["CodeUri"] / "samples"
+    assert samples.resolve() == (ROOT / "events" / "api").resolve()  # the replayed samples are events/api
 
 
 # ------------------------------------------------------------------------------------------ bucket
