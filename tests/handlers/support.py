@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 REGION = "us-east-1"
 BUCKET = "sluice-dev-data-123456789012-us-east-1"  # the name the sample events use
 TABLE = "sluice-dev-registry"
+PREDICTIONS_TABLE = "sluice-dev-predictions"
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ def handler_env(function: str) -> dict[str, str]:
     return {
         "SLUICE_DATA_BUCKET": BUCKET,
         "SLUICE_REGISTRY_TABLE": TABLE,
+        "SLUICE_PREDICTIONS_TABLE": PREDICTIONS_TABLE,
         "POWERTOOLS_SERVICE_NAME": function,
         "POWERTOOLS_METRICS_NAMESPACE": "Sluice-test",
         "POWERTOOLS_TRACE_DISABLED": "1",
@@ -57,7 +59,7 @@ def set_handler_env(mp: pytest.MonkeyPatch, function: str, **extra: str) -> None
 
 
 def create_storage(session: Any = None, bucket: str = BUCKET, table: str = TABLE) -> Storage:
-    """The data bucket (versioned) and the registry table, as template.yaml declares them; moto
+    """The data bucket (versioned), the registry and predictions tables, as template.yaml declares them; moto
     must be on. ``session``: a boto3 Session whose clients to use (default: boto3's own)."""
     session = session or boto3
     s3 = session.client("s3", region_name=REGION)
@@ -72,6 +74,12 @@ def create_storage(session: Any = None, bucket: str = BUCKET, table: str = TABLE
             {"AttributeName": "sk", "AttributeType": "S"},
         ],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )
+    dynamodb.create_table(
+        TableName=PREDICTIONS_TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
     )
     return Storage(s3=s3, dynamodb=dynamodb, bucket=bucket, table=table)
 

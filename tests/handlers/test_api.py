@@ -360,3 +360,119 @@ def test_new_champion_is_picked_up_after_the_refresh_interval(
     assert (status, body["version"]) == (200, 2)
     assert body["predictions"][0]["label"] in candidates[1].result.feature_schema.classes
     assert invoke(api, "list_models")[1]["models"][0]["champion_version"] == 2
+
+
+# -- capture and feedback ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def capturing(aws: None, api: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Every request captured, batches of 2 written to S3; the app's sink and store rebuilt."""
+    monkeypatch.setenv("SLUICE_CAPTURE_RATE", "1")
+    monkeypatch.setenv("SLUICE_CAPTURE_MAX_ROWS", "2")
+    monkeypatch.setenv("SLUICE_CAPTURE_SALT", "test-salt")
+    get_settings.cache_clear()
+    for name in ("capture_sink", "feedback_store"):
+        if hasattr(api.app.state, name):
+            delattr(api.app.state, name)
+    yield api.app.state
+    for name in ("capture_sink", "feedback_store"):
+        if hasattr(api.app.state, name):
+            delattr(api.app.state, name)
+
+
+def captured_objects() -> list[dict[str, Any]]:
+    import gzip
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="captures/").get("Contents", [])]
+    rows = []
+    for key in keys:
+        body = gzip.decompress(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        rows += [json.loads(line) | {"key": key} for line in body.splitlines()]
+    return rows
+
+
+def feedback(api: ModuleType, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    event = predict_event(body)
+    event["path"] = "/v1/feedback"
+    status, out, _ = invoke(api, event)
+    return status, out
+
+
+def test_captured_requests_are_batched_to_s3_and_indexed_for_feedback(
+    capturing: Any, api: ModuleType, candidates: list[Candidate]
+) -> None:
+    version = register(candidates[0])
+    ids = []
+    for i in range(3):
+        event = predict_event()
+        event["requestContext"]["requestId"] = f"req-capture-{i}"
+        status, body, _ = invoke(api, event)
+        assert status == 200
+        ids.append(body["request_id"])
+
+    rows = captured_objects()  # two requests make a batch; the third waits in the buffer
+    assert [r["request_id"] for r in rows] == ids[:2]
+    assert rows[0]["key"].startswith(f"captures/{MODEL}/v{version}/date=")
+    sample = load_event("api/predict_category.json")
+    assert rows[0]["inputs"][0]["description"] == json.loads(sample["body"])["description"]
+    assert rows[0]["outputs"][0]["label"] and rows[0]["latency_ms"] > 0
+    assert capturing.capture_sink.flush() == 1
+    assert sorted(r["request_id"] for r in captured_objects()) == ids  # two objects, either order
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName="sluice-dev-predictions", Key={"pk": {"S": ids[2]}}
+    )["Item"]
+    assert item["model"]["S"] == MODEL and int(item["version"]["N"]) == version
+
+
+def test_feedback_scores_the_captured_prediction_once(
+    capturing: Any, api: ModuleType, candidates: list[Candidate], capsys: pytest.CaptureFixture
+) -> None:
+    version = register(candidates[0])
+    _, body, _ = invoke(api, predict_event())
+    request_id, label = body["request_id"], body["predictions"][0]["label"]
+    capsys.readouterr()
+
+    status, first = feedback(api, {"request_id": request_id, "actual": label})
+    again_status, again = feedback(api, {"request_id": request_id, "actual": label})
+    other_status, other = feedback(api, {"request_id": request_id, "actual": label + "-not"})
+
+    assert status == 200 and first["correct"] is True and first["duplicate"] is False
+    assert (first["model"], first["version"], first["predicted"]) == (MODEL, version, label)
+    assert again_status == 200 and again["duplicate"] is True
+    assert other_status == 409 and other["error"]["code"] == "conflict"
+    docs = emf(capsys.readouterr().out, "LiveCorrect")
+    assert len(docs) == 1 and docs[0]["LiveCorrect"] == [1.0] and docs[0]["version"] == str(version)
+    from sluice.serving.feedback import FeedbackStore
+
+    assert FeedbackStore("sluice-dev-predictions").live_stats(MODEL, version) == {"n": 1, "accuracy": 1.0}
+
+
+def test_feedback_for_unknown_requests_and_bad_fields_is_a_named_4xx(
+    capturing: Any, api: ModuleType, candidates: list[Candidate]
+) -> None:
+    register(candidates[0])
+    _, body, _ = invoke(api, predict_event())
+
+    unknown, out = feedback(api, {"request_id": "never-seen", "actual": "Food"})
+    bad_index, idx = feedback(api, {"request_id": body["request_id"], "index": 3, "actual": "Food"})
+    missing, miss = feedback(api, {"request_id": body["request_id"]})
+
+    assert unknown == 404 and out["error"]["code"] == "not_found"
+    assert bad_index == 422 and idx["error"]["details"][0]["field"] == "index"
+    assert missing == 422 and miss["error"]["details"][0]["field"] == "actual"
+
+
+def test_a_capture_that_cannot_be_written_never_fails_the_prediction(
+    capturing: Any, api: ModuleType, candidates: list[Candidate], monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    register(candidates[0])
+    monkeypatch.setenv("SLUICE_PREDICTIONS_TABLE", "no-such-table")
+    get_settings.cache_clear()
+    capsys.readouterr()
+
+    status, body, _ = invoke(api, predict_event())
+
+    assert status == 200 and body["predictions"]
+    assert emf(capsys.readouterr().out, "CaptureErrors")

@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     local_rate_limit: float = 0.0
     local_burst_limit: int = 0
     local_quota_per_day: int = 0
+    # Inference capture (sluice.serving.capture): the predictions table, the share of requests
+    # captured when a model's spec says nothing, the salt of hashed fields, and the S3 batching.
+    predictions_table: str = ""
+    capture_rate: float = 0.0
+    capture_salt: str = ""
+    capture_max_rows: int = 500
+    capture_max_age_seconds: float = 60.0
 
     def require(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]

@@ -207,7 +207,7 @@ def test_fastapi_validation_errors_use_the_shape(app: FastAPI) -> None:
 
     body = assert_error(request(app, "GET", "/v1/items/abc"), 422, "validation_error")
 
-    assert body["error"]["details"][0]["field"] == "path.item_id"
+    assert body["error"]["details"][0]["field"] == "item_id"  # named as the caller wrote it
 
 
 def test_our_faults_are_json_500(registry: FakeRegistry, clock: FakeClock) -> None:

@@ -28,7 +28,7 @@ from sluice.serving.errors import ApiError, ModelUnavailableError, code_for_stat
 from sluice.serving.middleware import RequestContextMiddleware, send_json
 from sluice.serving.models import ModelStore
 from sluice.serving.observability import logger
-from sluice.serving.routers import health, models, predictions
+from sluice.serving.routers import feedback, health, models, predictions
 from sluice.settings import get_settings
 
 DESCRIPTION = """\
@@ -81,11 +81,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(request, exc.status_code, code_for_status(exc.status_code), message, headers=exc.headers)
 
 
+def _without_source(loc: Any) -> Any:
+    """``("body", "actual")`` -> ``("actual",)``: fields are named as the caller wrote them."""
+    loc = tuple(loc)
+    return loc[1:] if len(loc) > 1 and loc[0] in ("body", "query", "path") else loc
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [
         {
-            "field": field_path(err.get("loc", ())),
+            "field": field_path(_without_source(err.get("loc", ()))),
             "rule": err.get("type", "invalid"),
             "message": err.get("msg", ""),
         }
@@ -161,6 +167,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(predictions.router)
+    app.include_router(feedback.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -28,6 +28,7 @@ from sluice.contracts import FeatureSchema
 from sluice.errors import ArtifactIntegrityError, ModelNotFoundError
 from sluice.features import build_feed, onnx_input_names
 from sluice.registry import Registry
+from sluice.serving.capture import CapturePolicy
 from sluice.serving.errors import IncompatibleModelError, ModelUnavailableError
 from sluice.serving.observability import logger, record_model_load_error, tracer
 from sluice.serving.schemas import RecordValidator
@@ -74,6 +75,7 @@ class ServedModel:
     schema: FeatureSchema
     session: ort.InferenceSession
     metrics: dict[str, float] = field(default_factory=dict)
+    capture: CapturePolicy = field(default_factory=CapturePolicy)
     validator: RecordValidator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -136,7 +138,12 @@ def load_model(registry: Registry, name: str, version: int) -> ServedModel:
     schema = FeatureSchema.model_validate(meta["feature_schema"])
     onnx = registry.load_onnx(mv)  # verifies sha256
     session = ort.InferenceSession(onnx, sess_options=session_options(), providers=["CPUExecutionProvider"])
-    model = ServedModel(name=name, version=version, schema=schema, session=session, metrics=dict(mv.metrics))
+    capture = CapturePolicy.from_spec(
+        (meta.get("spec") or {}).get("monitoring"), default_rate=get_settings().capture_rate
+    )
+    model = ServedModel(
+        name=name, version=version, schema=schema, session=session, metrics=dict(mv.metrics), capture=capture
+    )
     model.check()
     return model
 

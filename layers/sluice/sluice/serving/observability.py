@@ -7,7 +7,10 @@ Metrics (CloudWatch EMF, one JSON document per event, dimensions ``service``, ``
 
 * ``Predictions`` (Count): records predicted by one successful request;
 * ``Latency`` (Milliseconds): time to parse, validate and predict one request;
-* ``ModelLoadErrors`` (Count): a champion version that failed to download, verify or load.
+* ``ModelLoadErrors`` (Count): a champion version that failed to download, verify or load;
+* ``Feedback`` (Count), ``LiveCorrect`` (1/0: its Average is the live accuracy) and
+  ``LiveAbsoluteError`` (its Average is the live MAE): ground truth received for a captured request;
+* ``CaptureErrors`` (Count, dimension ``service`` only): a capture that could not be written.
 
 Each event is written at once through its own ``EphemeralMetrics`` rather than the shared
 ``Metrics`` that ``log_metrics`` flushes at the end of an invocation: one document then holds
@@ -52,6 +55,26 @@ def record_prediction(model: str, version: int, records: int, latency_ms: float)
             "Latency": (MetricUnit.Milliseconds, round(latency_ms, 3)),
         },
     )
+
+
+def record_feedback(model: str, version: int, correct: bool | None, abs_error: float | None) -> None:
+    values: dict[str, tuple[MetricUnit, float]] = {"Feedback": (MetricUnit.Count, 1)}
+    if correct is not None:
+        values["LiveCorrect"] = (MetricUnit.Count, 1.0 if correct else 0.0)
+    if abs_error is not None:
+        values["LiveAbsoluteError"] = (MetricUnit.NoUnit, abs_error)
+    _publish(model, version, values)
+
+
+def record_capture_error(stage: str, error: BaseException) -> None:
+    """A capture that could not be written (the prediction itself was answered)."""
+    details = {"stage": stage, "error_type": type(error).__name__, "error": str(error)}
+    logger.warning("capture failed", extra=details)
+    emf = EphemeralMetrics(
+        namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service=SERVICE
+    )
+    emf.add_metric(name="CaptureErrors", unit=MetricUnit.Count, value=1)
+    emf.flush_metrics()
 
 
 def record_model_load_error(model: str, version: int, error: BaseException) -> None:

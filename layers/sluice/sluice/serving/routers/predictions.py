@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from sluice.serving.capture import capture_sink
 from sluice.serving.errors import ApiError
 from sluice.serving.models import ModelStore, ServedModel
 from sluice.serving.observability import logger, record_prediction
@@ -110,7 +111,19 @@ async def predict(
     records = model.validator.validate(body)
     predictions = model.predict(records)
     latency_ms = (time.perf_counter() - started) * 1000.0
+    request_id = request.scope["state"]["request_id"]
     record_prediction(model.name, model.version, len(records), latency_ms)
+    sink = capture_sink(request.app)
+    if sink is not None and model.capture.rate > 0:
+        sink.capture(
+            model=model.name,
+            version=model.version,
+            request_id=request_id,
+            records=records,
+            predictions=predictions,
+            policy=model.capture,
+            latency_ms=latency_ms,
+        )
     logger.debug(
         "prediction",
         extra={
@@ -124,7 +137,7 @@ async def predict(
         {
             "model": model.name,
             "version": model.version,
-            "request_id": request.scope["state"]["request_id"],
+            "request_id": request_id,
             "predictions": predictions,
         }
     )
