@@ -198,7 +198,7 @@ class Sandbox:
         api = self.stack.functions["ApiFunction"]
         # The api function's environment from the deployed stack, minus the API Gateway stage
         # path: locally the app is served at the root.
-        os.environ.update({k: v for k, v in api["environment"].items() if k != "SLUICE_ROOT_PATH"})
+        os.environ.update({k: str(v) for k, v in api["environment"].items() if k != "SLUICE_ROOT_PATH"})
         os.environ["SLUICE_LOCAL_API_KEYS"] = self.api_key
         # The usage plan API Gateway applies on AWS, applied by the app here (sluice.serving.access).
         for setting, parameter in LOCAL_LIMITS.items():
