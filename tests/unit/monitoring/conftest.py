@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,10 @@ def feature_types(dataset: str, exclude: tuple[str, ...] = ()) -> dict[str, str]
     return {c.name: c.type for c in load_dataset_spec(dataset).columns if c.name not in exclude}
 
 
+@functools.cache
 def split(path: Path, dataset: str, seed: int, exclude: tuple[str, ...] = ()) -> Split:
-    """A random ``REFERENCE_SHARE`` of the file's rows (fixed seed) through the real ingest, and the rest."""
+    """A random ``REFERENCE_SHARE`` of the file's rows (fixed seed) through the real ingest, and the
+    rest. Cached, so shared between tests: copy before changing."""
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     part = raw.sample(frac=REFERENCE_SHARE, random_state=seed)
     spec = load_dataset_spec(dataset)
@@ -58,9 +61,9 @@ def as_captures(df: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def household() -> Split:
-    return split(HOUSEHOLD, "transactions", seed=0)
+    return split(HOUSEHOLD, "transactions", 0)
 
 
 @pytest.fixture(scope="session")
 def churn() -> Split:
-    return split(CHURN, "churn", seed=0, exclude=("customer_id", "churn"))
+    return split(CHURN, "churn", 0, exclude=("customer_id", "churn"))
