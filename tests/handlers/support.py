@@ -104,6 +104,17 @@ def moto_storage(mp: pytest.MonkeyPatch, function: str, **extra_env: str) -> Ite
         _forget_runtime_caches()
 
 
+def fresh_api() -> ModuleType:
+    """functions/api/app.py with a fresh execution environment: the FastAPI app is built once per
+    process (``sluice.serving.app.app``), so its model store and capture state are reset here."""
+    api = load_app("api")
+    api.app.state.store.clear()
+    for name in ("capture_sink", "feedback_store"):
+        if hasattr(api.app.state, name):
+            delattr(api.app.state, name)
+    return api
+
+
 def load_app(function: str) -> ModuleType:
     """functions/<function>/app.py as a fresh module (load it after the environment is set:
     Powertools reads it at import)."""

@@ -12,7 +12,7 @@ import pytest
 
 from sluice.deployment import load_cases
 from tests.events import EVENTS, load_event
-from tests.handlers.support import load_app, set_handler_env
+from tests.handlers.support import fresh_api, load_app, set_handler_env
 from tests.lambda_context import lambda_context
 
 FUNCTION = "pretraffic"
@@ -39,7 +39,7 @@ def test_handler_replays_the_samples_against_the_target_version(
     module = load_app(FUNCTION)
     with monkeypatch.context() as mp:
         set_handler_env(mp, "api", SLUICE_LOCAL_API_KEYS="")
-        api = load_app("api")
+        api = fresh_api()
     targets: list[str] = []
 
     def invoke_version(function: str) -> Any:

@@ -44,6 +44,7 @@ FUNCTION_LAYERS = {
     "ApiFunction": ["SluiceLayer", "ServingDepsLayer"],
     "TriggerFunction": ["SluiceLayer"],
     "PreTrafficHookFunction": ["SluiceLayer"],
+    "MonitorFunction": ["SluiceLayer", "MLDepsLayer"],
 }
 
 # What the python3.12 Lambda runtime provides, so the sluice layer does not ship it (layers/sluice/Makefile).
