@@ -8,7 +8,8 @@ pyproject.toml (5.2.5); ``check_moto_version`` refuses another one instead of fa
    function's environment, and return what Lambda returns (payload, or an error document whose
    ``errorType`` Step Functions matches in Retry/Catch).
 2. EventBridge: moto's rules deliver to neither Lambda nor Step Functions targets; we invoke the
-   function asynchronously (a daemon thread, through 1.) or start the execution.
+   function asynchronously (a daemon thread, through 1.) or start the execution. A scheduled rule
+   (no event pattern) matches every event in moto; it matches none here, as on AWS.
 3. CloudFormation: moto creates ``AWS::StepFunctions::StateMachine`` in the non-executing backend
    and ignores ``DefinitionSubstitutions``; we apply them and use the executing backend.
 4. CloudFormation: ``!Ref`` of an ``AWS::Lambda::Version`` gives moto's Python object instead of the
@@ -303,6 +304,8 @@ def install() -> LocalLambda:
     def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
         from moto.utilities.arns import parse_arn
 
+        if self.scheduled_expression and not self.event_pattern._pattern:
+            return  # a schedule (e.g. the monitor's) matches no event; moto would deliver them all
         ours = {"states", "lambda"}
         delivered = [t for t in self.targets if parse_arn(t["Arn"]).service in ours]
         others = [t for t in self.targets if t not in delivered]

@@ -205,12 +205,22 @@ class Sandbox:
             os.environ[setting] = self.stack.parameters.get(parameter, "0")
         os.environ["SLUICE_ALIAS_REFRESH_SECONDS"] = str(self.alias_refresh_seconds)
         self._reset_runtime_caches()
+        from sluice.serving.access import AccessPolicy
         from sluice.serving.app import create_app
 
         port = self.api_port or free_port()
-        config = uvicorn.Config(
-            create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        # Keys and limits given to the app directly, not read from os.environ on its first request:
+        # in-process Lambda invocations swap os.environ while the API runs in the same process.
+        params = self.stack.parameters
+        self.api_app = create_app(
+            access=AccessPolicy(
+                [self.api_key],
+                rate=float(params.get("ApiThrottleRateLimit", 0)),
+                burst=int(params.get("ApiThrottleBurstLimit", 0)),
+                quota_per_day=int(params.get("ApiQuotaPerDay", 0)),
+            )
         )
+        config = uvicorn.Config(self.api_app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
         self._api_server = uvicorn.Server(config)
         self._api_thread = threading.Thread(target=self._serve_api, daemon=True)
         self._api_thread.start()

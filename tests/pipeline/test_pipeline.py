@@ -136,12 +136,12 @@ def test_api_errors_are_json_4xx(api, sandbox):
     assert sandbox.api_key not in no_key.text
 
 
-def test_the_local_api_applies_the_templates_usage_plan(sandbox):
-    from sluice.serving.access import AccessPolicy
-    from sluice.settings import Settings
+def test_the_local_api_applies_the_templates_usage_plan(sandbox, api):
+    from sluice.serving.access import AccessMiddleware
 
     params = sandbox.stack.parameters
-    policy = AccessPolicy.from_settings(Settings())  # the environment the sandbox gave the app
+    (mw,) = [m for m in sandbox.api_app.user_middleware if m.cls is AccessMiddleware]
+    policy = mw.kwargs["policy"]
 
     assert policy.enforced
     assert policy.rate == float(params["ApiThrottleRateLimit"]) > 0

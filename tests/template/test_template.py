@@ -497,3 +497,42 @@ pandas.DataFrame({"a": [1.0, None]}).describe()
         sluice_site,
         ml_site,
     )
+
+
+# ------------------------------------------------------------------------------ alarms, dashboard
+def test_alarms_are_named_for_the_stack_described_and_reach_the_alarm_topic() -> None:
+    alarms = resources_of("AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 8
+    for name, res in alarms.items():
+        props = res["Properties"]
+        assert props["AlarmName"]["Fn::Sub"].startswith("${AWS::StackName}-"), name
+        assert len(props.get("AlarmDescription", "")) > 20, f"{name}: say what it means"
+        assert props["TreatMissingData"] == "notBreaching", name
+    rule = RESOURCES["AlarmNotificationRule"]["Properties"]
+    assert rule["EventPattern"]["detail"]["alarmName"] == [{"prefix": {"Fn::Sub": "${AWS::StackName}-"}}]
+    (target,) = rule["Targets"]
+    assert (
+        ref(target["Arn"]) == "AlarmTopic"
+        and "<alarm> is <state>: <reason>" in target["InputTransformer"]["InputTemplate"]
+    )
+    watched = {m["Properties"]["MetricName"] for m in alarms.values()}
+    assert {
+        "5XXError",
+        "Latency",
+        "Throttles",
+        "DriftAlerts",
+        "LiveMetricBelowGate",
+        "ExecutionsFailed",
+    } <= watched
+
+
+def test_dashboard_is_valid_json_and_shows_every_alarm() -> None:
+    body, variables = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    names = set(re.findall(r"\$\{([A-Za-z0-9:.]+)\}", body))
+    known = set(RESOURCES) | set(T["Parameters"]) | set(variables) | {"AWS::Region"}
+    assert {n.split(".")[0] for n in names} <= known, names
+    document = json.loads(re.sub(r"\$\{[A-Za-z0-9:.]+\}", "x", body))
+    (alarm_widget,) = [w for w in document["widgets"] if w["type"] == "alarm"]
+    alarms = set(resources_of("AWS::CloudWatch::Alarm")) - {"ApiAliasErrorsAlarm", "ApiAliasLatencyAlarm"}
+    shown = {a.removeprefix("${").removesuffix(".Arn}") for a in re.findall(r"\$\{\w+\.Arn\}", body)}
+    assert alarms <= shown and len(alarm_widget["properties"]["alarms"]) == len(shown)
