@@ -220,7 +220,9 @@ class Sandbox:
                 quota_per_day=int(params.get("ApiQuotaPerDay", 0)),
             )
         )
-        config = uvicorn.Config(self.api_app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            self.api_app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
         self._api_server = uvicorn.Server(config)
         self._api_thread = threading.Thread(target=self._serve_api, daemon=True)
         self._api_thread.start()
