@@ -48,7 +48,7 @@ export SLUICE_SAM := $(CURDIR)/$(SAM)
 LAYERS             := sluice serving ml
 LAYER_PKGS_sluice  := boto3 pydantic pydantic-settings pyyaml aws-lambda-powertools aws-xray-sdk
 LAYER_PKGS_serving := fastapi mangum onnxruntime numpy
-LAYER_PKGS_ml      := pandas scikit-learn scipy skl2onnx onnx numpy packaging
+LAYER_PKGS_ml      := pandas scikit-learn scipy skl2onnx onnx numpy packaging xgboost-cpu onnxmltools
 LAYER_PLATFORM     := x86_64-manylinux_2_28
 
 .PHONY: help venv sam demo test lint format build sizes deploy bench lock layer-requirements clean distclean

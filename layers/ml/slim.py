@@ -1,14 +1,17 @@
 """Slim a pip --target directory into a Lambda layer that fits, then prove it still imports.
 
-    python3.12 slim.py [--no-precompile PACKAGE]... SITE [MODULE ...]
+    python3.12 slim.py [--precompile PACKAGE]... SITE [MODULE ...]
 
 1. Removes what nothing imports at runtime:
    - test suites: directories named ``tests`` or ``test`` (sklearn/*/tests, pandas/tests,
      onnx/backend/test, joblib/test, ...). Runtime helpers are named otherwise and stay:
      ``numpy/testing`` (imported by scipy and sklearn at import time), ``pandas/_testing``,
      ``sklearn/utils/_testing.py``, ``scipy/_lib/_testutils.py``;
-   - C/C++/Cython sources, headers and static libraries (``include/`` dirs, *.h, *.c, *.pyx, *.a, ...)
-     and *.pyi stubs: only a compiler or a type checker reads them;
+   - C/C++/Cython sources and templates, headers and static libraries (``include/`` dirs, *.h, *.c,
+     *.pyx, *.tp, *.a, ...) and *.pyi stubs: only a compiler or a type checker reads them;
+   - pytest's ``conftest.py`` files, and the extension modules the packages build only for their
+     test suites (TEST_EXTENSIONS: numpy's ``_multiarray_tests``, ``_simd``, ..., scipy's ``_test_*``,
+     ``ndimage._ctest``, ...): nothing outside their tests/ imports them;
    - any ``__pycache__`` (pip ran with --no-compile; they are rebuilt below).
    ``*.dist-info`` folders (importlib.metadata, licenses) and auditwheel ``*.libs/`` folders are
    never touched.
@@ -17,13 +20,13 @@
    them breaks scipy.
 3. Imports MODULE... from SITE alone (``python -I -S``: no site-packages, no PYTHONPATH), so the build
    fails if step 1 removed something that is imported, then precompiles exactly the modules that
-   import loaded, as checked-hash .pyc, except those of the top-level packages given with
-   --no-precompile. /opt is read-only on Lambda: without .pyc every cold start compiles them again
-   (about 2.5 s for pandas + sklearn + skl2onnx here); precompiling the whole tree would cost about
-   10 MiB more for modules these imports never load. Hash-based .pyc stay valid whatever mtimes the
-   zip keeps, and a .py overwritten by a later layer is recompiled, not run stale. Step 3 needs a
-   host that can load the wheels (Linux x86_64, CPython 3.12); elsewhere it is skipped with a
-   warning unless SLUICE_REQUIRE_IMPORT_CHECK=1.
+   import loaded, as checked-hash .pyc: all of them, or only those of the top-level packages given
+   with --precompile. /opt is read-only on Lambda: without .pyc every cold start compiles them again;
+   precompiling the whole tree would cost about 10 MiB more for modules these imports never load,
+   and each MiB of .pyc saves about 0.1 s of CPU per cold start. Hash-based .pyc stay valid
+   whatever mtimes the zip keeps, and a .py overwritten by a later layer is recompiled, not run
+   stale. Step 3 needs a host that can load the wheels (Linux x86_64, CPython 3.12); elsewhere it is
+   skipped with a warning unless SLUICE_REQUIRE_IMPORT_CHECK=1.
 """
 
 from __future__ import annotations
@@ -39,7 +42,26 @@ import sys
 from pathlib import Path
 
 REMOVE_DIRS = {"tests", "test", "include", "__pycache__"}
-REMOVE_SUFFIXES = (".pyi", ".h", ".hpp", ".c", ".cc", ".cpp", ".pyx", ".pxd", ".pxi", ".a")
+REMOVE_SUFFIXES = (".pyi", ".h", ".hpp", ".c", ".cc", ".cpp", ".pyx", ".pxd", ".pxi", ".tp", ".a")
+REMOVE_FILES = {"conftest.py"}
+# Extension modules built only for the packages' own test suites: nothing outside tests/ imports them.
+TEST_EXTENSIONS = frozenset(
+    {
+        "numpy._core._multiarray_tests",
+        "numpy._core._umath_tests",
+        "numpy._core._rational_tests",
+        "numpy._core._struct_ufunc_tests",
+        "numpy._core._operand_flag_tests",
+        "numpy._core._simd",
+        "scipy._lib._test_ccallback",
+        "scipy._lib._test_deprecation_call",
+        "scipy._lib._test_deprecation_def",
+        "scipy.integrate._test_multivariate",
+        "scipy.special._test_internal",
+        "scipy.ndimage._ctest",
+        "scipy.ndimage._cytest",
+    }
+)
 MiB = 1024 * 1024
 
 # Imports MODULE... with only SITE (and the standard library) on sys.path and prints, as JSON, the
@@ -67,6 +89,24 @@ def _protected(rel: Path) -> bool:
     return any(part.endswith((".dist-info", ".libs")) for part in rel.parts)
 
 
+def _test_extension(rel: Path) -> bool:
+    """True for an extension module (``pkg/mod.cpython-312-x86_64-linux-gnu.so``) of TEST_EXTENSIONS."""
+    if not rel.name.endswith(".so"):
+        return False
+    return ".".join([*rel.parent.parts, rel.name.split(".", 1)[0]]) in TEST_EXTENSIONS
+
+
+def _removable(rel: Path) -> str | None:
+    """The kind of file REL is, if it is one to remove, for the summary; None to keep it."""
+    if rel.name.endswith(REMOVE_SUFFIXES):
+        return rel.suffix
+    if rel.name in REMOVE_FILES:
+        return rel.name
+    if _test_extension(rel):
+        return "test extensions"
+    return None
+
+
 def prune(site: Path) -> dict[str, int]:
     removed: dict[str, int] = {}
     for root, dirs, files in os.walk(site):
@@ -80,9 +120,9 @@ def prune(site: Path) -> dict[str, int]:
                 shutil.rmtree(here / d)
                 dirs.remove(d)
         for f in files:
-            if f.endswith(REMOVE_SUFFIXES):
-                suffix = Path(f).suffix
-                removed[suffix] = removed.get(suffix, 0) + (here / f).lstat().st_size
+            kind = _removable((here / f).relative_to(site))
+            if kind:
+                removed[kind] = removed.get(kind, 0) + (here / f).lstat().st_size
                 (here / f).unlink()
     return removed
 
@@ -121,9 +161,9 @@ def can_import_here() -> bool:
     )
 
 
-def import_and_precompile(site: Path, modules: list[str], skip: set[str]) -> tuple[int, int]:
-    """Import MODULES from SITE alone, then compile what they loaded outside the top-level packages
-    SKIP; returns (files compiled, pyc bytes)."""
+def import_and_precompile(site: Path, modules: list[str], only: set[str]) -> tuple[int, int]:
+    """Import MODULES from SITE alone, then compile what they loaded from the top-level packages ONLY
+    (all of it if ONLY is empty); returns (files compiled, pyc bytes)."""
     proc = subprocess.run(
         [sys.executable, "-I", "-S", "-B", "-c", CHILD, str(site), *modules],
         capture_output=True,
@@ -136,7 +176,7 @@ def import_and_precompile(site: Path, modules: list[str], skip: set[str]) -> tup
     files = [
         f
         for f in json.loads(proc.stdout.strip().splitlines()[-1])
-        if Path(f).relative_to(site).parts[0].removesuffix(".py") not in skip
+        if not only or Path(f).relative_to(site).parts[0].removesuffix(".py") in only
     ]
     size = 0
     for f in files:
@@ -152,19 +192,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("site", type=Path, help="the pip --target directory to slim in place")
     parser.add_argument("modules", nargs="*", help="modules to import from it, then precompile")
     parser.add_argument(
-        "--no-precompile", action="append", default=[], metavar="PACKAGE", help="leave PACKAGE as source"
+        "--precompile",
+        action="append",
+        default=[],
+        metavar="PACKAGE",
+        help="precompile only the loaded modules of these top-level packages (default: all)",
     )
     args = parser.parse_args(argv[1:])
-    site, modules, skip = args.site.resolve(), args.modules, set(args.no_precompile)
+    site, modules, only = args.site.resolve(), args.modules, set(args.precompile)
     before = tree_bytes(site)
     removed = prune(site)
     detail = ", ".join(f"{k} {v / MiB:.1f}" for k, v in sorted(removed.items(), key=lambda kv: -kv[1]))
     print(f"slim: {before / MiB:.1f} MiB installed; removed {sum(removed.values()) / MiB:.1f} MiB ({detail})")
     print(f"slim: strip --strip-unneeded saved {strip_shared_objects(site) / MiB:.1f} MiB (not in *.libs/)")
     if modules and can_import_here():
-        count, size = import_and_precompile(site, modules, skip)
+        count, size = import_and_precompile(site, modules, only)
         print(f"slim: imported {' '.join(modules)}: OK")
-        print(f"slim: precompiled {count} modules ({size / MiB:.1f} MiB), not those of {sorted(skip)}")
+        print(f"slim: precompiled {count} modules ({size / MiB:.1f} MiB) of {sorted(only) or 'all packages'}")
     elif modules:
         message = f"cannot load {platform.machine()} Linux cp312 wheels on this host ({sys.platform})"
         if os.environ.get("SLUICE_REQUIRE_IMPORT_CHECK") == "1":
