@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from sluice_cli.monitor import summary_lines
 from sluice_cli.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,20 +78,35 @@ def run_pipeline(sandbox: Sandbox, path: Path, dataset: str, out: Printer) -> di
     return {"status": description["status"], "output": output, "error": description.get("error")}
 
 
-def _sample_records(sandbox: Sandbox, ingest: dict[str, Any], features: list[str], n: int = 3) -> list[dict]:
-    """A few real rows of the curated data (spread over the file), as an API caller would send them."""
+def _curated(sandbox: Sandbox, ingest: dict[str, Any]) -> Any:
     from sluice.curated import read_curated
 
-    df = read_curated(sandbox.stack.bucket, ingest["data_key"], ingest["schema_key"])  # type: ignore[union-attr]
-    df = df.dropna(subset=["description"])
+    assert sandbox.stack is not None
+    return read_curated(sandbox.stack.bucket, ingest["data_key"], ingest["schema_key"])
+
+
+def _record(row: Any, features: list[str], amount_factor: float = 1.0) -> dict[str, Any]:
+    """One curated row as an API caller sends it (ISO dates, plain numbers, "" for a missing text)."""
+    import pandas as pd
+
+    record: dict[str, Any] = {}
+    for f in features:
+        value = row[f]
+        if isinstance(value, pd.Timestamp):
+            value = value.isoformat()
+        elif f == "amount":
+            value = float(value) * amount_factor
+        elif value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            value = ""
+        record[f] = value
+    return record
+
+
+def _sample_records(sandbox: Sandbox, ingest: dict[str, Any], features: list[str], n: int = 3) -> list[dict]:
+    """A few real rows of the curated data (spread over the file), as an API caller would send them."""
+    df = _curated(sandbox, ingest).dropna(subset=["description"])
     picks = df.iloc[[len(df) // (n + 1) * (i + 1) for i in range(n)]]
-    records = []
-    for _, row in picks.iterrows():
-        record = {f: row[f] for f in features}
-        record["date"] = row["date"].isoformat()
-        record["amount"] = float(row["amount"])
-        records.append({"record": record, "actual": row.get("category")})
-    return records
+    return [{"record": _record(row, features), "actual": row.get("category")} for _, row in picks.iterrows()]
 
 
 def predict_samples(
@@ -141,7 +157,62 @@ def predict_samples(
     return predictions
 
 
-def demo(data: Path = DEFAULT_DATA, dataset: str = "transactions", as_json: bool = False) -> int:
+DRIFT_MODEL = "transaction-category"
+DRIFT_FACTOR = 3.0  # amounts x3: what a currency change upstream would do to the traffic
+
+
+def send_traffic(http: httpx.Client, model: str, records: list[dict[str, Any]]) -> None:
+    for start in range(0, len(records), 200):
+        batch = {"records": records[start : start + 200]}
+        http.post(f"/v1/models/{model}/predict", json=batch).raise_for_status()
+
+
+def drift_scenario(sandbox: Sandbox, api_url: str, ingest: dict[str, Any], out: Printer) -> dict[str, Any]:
+    """Rows of the uploaded file sent as traffic, monitored; then the same rows with amounts x3.
+
+    The monitor should stay quiet on the first and find drift on ``amount`` in the second, and start
+    the retraining pipeline for the model."""
+    from datetime import UTC
+
+    df = _curated(sandbox, ingest).sample(n=600, replace=True, random_state=11)
+    with httpx.Client(base_url=api_url, headers={"x-api-key": sandbox.api_key}, timeout=60) as http:
+        schema = http.get(f"/v1/models/{DRIFT_MODEL}").raise_for_status().json()["feature_schema"]
+        features = [f["name"] for f in schema["features"]]
+        result: dict[str, Any] = {}
+        for label, factor in (("file rows as they are", 1.0), (f"amounts x{DRIFT_FACTOR:g}", DRIFT_FACTOR)):
+            since = datetime.now(UTC)
+            time.sleep(1.1)  # S3 LastModified has 1 s resolution: later captures must fall after `since`
+            send_traffic(http, DRIFT_MODEL, [_record(row, features, factor) for _, row in df.iterrows()])
+            (outcome,) = sandbox.monitor([DRIFT_MODEL], since=since.isoformat())
+            out(f"  traffic: {len(df)} {label} -> sluice monitor:")
+            for line in summary_lines([outcome]):
+                out(f"    {line}")
+            result[label] = outcome
+    shifted = result[f"amounts x{DRIFT_FACTOR:g}"]
+    baseline = result["file rows as they are"].get("summary", {})
+    summary = shifted.get("summary", {})
+    retraining = shifted.get("retraining", {})
+    status = "not started"
+    if retraining.get("started"):
+        out(f"  retraining execution {retraining['execution_name']}:")
+        description = sandbox.follow(retraining["execution_arn"], on_event=out.history_event)
+        status = description["status"]
+        out(f"  retraining {status}")
+    return {
+        "drift_detected": bool(summary.get("drift_detected")),
+        "drifted_features": summary.get("drifted_features", []),
+        "baseline_drift_detected": bool(baseline.get("drift_detected")),
+        "retraining_execution": status,
+        "retraining_reason": retraining.get("reason"),
+    }
+
+
+def demo(
+    data: Path = DEFAULT_DATA,
+    dataset: str = "transactions",
+    as_json: bool = False,
+    scenario: str | None = None,
+) -> int:
     out = Printer(quiet=False)
     t0 = time.perf_counter()
     summary: dict[str, Any] = {"status": "NOT_STARTED", "models": [], "predictions": []}
@@ -194,6 +265,9 @@ def demo(data: Path = DEFAULT_DATA, dataset: str = "transactions", as_json: bool
         summary["predictions"] = predict_samples(
             api_url, sandbox.api_key, sandbox, result["output"]["ingest"], served, out
         )
+        if scenario == "drift":
+            out("Drift scenario: traffic, the monitor, and the retraining it starts:")
+            summary.update(drift_scenario(sandbox, api_url, result["output"]["ingest"], out))
         summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
         out(f"Done in {summary['wall_seconds']}s; shutting down the embedded AWS.")
         return 0 if summary["predictions"] else 1

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from sluice_cli import demo as demo_mod
-from sluice_cli import local, models
+from sluice_cli import local, models, monitor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--data", type=Path, default=demo_mod.DEFAULT_DATA, help="CSV file to upload")
     p_demo.add_argument("--dataset", default="transactions", help="dataset spec (raw/<dataset>/)")
     p_demo.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p_demo.add_argument(
+        "--scenario",
+        choices=["drift"],
+        help="drift: then send the file's rows as traffic, and again with amounts x3, and monitor",
+    )
 
     p_up = sub.add_parser("up", help="keep the stack running on the embedded AWS, with the API on 127.0.0.1")
     p_up.add_argument("--port", type=int, default=4566, help="port of the embedded AWS endpoint")
@@ -40,10 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     p_infer.add_argument("--name", help="dataset name (default: from the file name)")
 
     models.add_parser(sub)
+    monitor.add_parser(sub)
 
     args = parser.parse_args(argv)
     if args.command == "models":
         return models.models_command(args)
+    if args.command == "monitor":
+        return monitor.monitor_command(args)
     if args.command in ("ingest", "infer-spec") and not args.path.is_file():
         parser.error(f"{args.path}: no such file")
     if args.command == "ingest":
@@ -53,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         if not args.data.is_file():
             parser.error(f"--data {args.data}: no such file")
-        return demo_mod.demo(args.data, args.dataset, args.json)
+        return demo_mod.demo(args.data, args.dataset, args.json, args.scenario)
     return demo_mod.up(args.port, args.api_port)
 
 

@@ -15,23 +15,35 @@ from typing import Any
 from sluice.errors import SluiceError
 
 
-def _registry(args: Any) -> Any:
+def use_endpoint(args: Any) -> None:
+    """Point boto3 at ``--endpoint-url`` (the sandbox) and ``--region``, with fresh clients."""
     if args.endpoint_url:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "sandbox")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "sandbox")
     if args.region:
         os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = args.region
-    from sluice.aws import client, reset_clients
-    from sluice.registry import Registry
+    from sluice.aws import reset_clients
     from sluice.settings import get_settings
 
     get_settings.cache_clear()
     reset_clients()
+
+
+def stack_outputs(stack: str) -> dict[str, str]:
+    from sluice.aws import client
+
+    stacks = client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+def _registry(args: Any) -> Any:
+    from sluice.registry import Registry
+
+    use_endpoint(args)
     table, bucket = args.table, args.bucket
     if not (table and bucket):
-        stacks = client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        outputs = stack_outputs(args.stack)
         table = table or outputs["RegistryTableName"]
         bucket = bucket or outputs["DataBucketName"]
     return Registry(table, bucket)

@@ -7,6 +7,7 @@ Everything in it comes from template.yaml (see deploy.py); Lambda handlers run i
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -41,12 +42,15 @@ class Sandbox:
         api_port: int = 0,
         template: Path = TEMPLATE,
         alias_refresh_seconds: float = 5.0,
+        parameters: dict[str, str] | None = None,
     ):
         self.stage = stage
         self.port = port or free_port()
         self.api_port = api_port
         self.template = template
         self.alias_refresh_seconds = alias_refresh_seconds
+        # Locally every prediction is captured, so that `sluice monitor` has traffic to look at.
+        self.parameters = {"Stage": stage, "CaptureRate": "1", **(parameters or {})}
         self.api_key = "sk-local-" + secrets.token_hex(12)
         self.api_log = Path(tempfile.gettempdir()) / f"sluice-api-{os.getpid()}.log"
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -91,13 +95,17 @@ class Sandbox:
 
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
         local = adapters.install()
-        self.stack = deploy(f"sluice-{self.stage}", {"Stage": self.stage}, self.template, REGION)
+        self.stack = deploy(f"sluice-{self.stage}", self.parameters, self.template, REGION)
         for fn in self.stack.functions.values():
             local.register(fn["name"], fn["code_dir"], fn["handler"])
         self._reset_runtime_caches()
         return self.stack
 
     def stop(self) -> None:
+        if getattr(self, "_capture_stop", None) is not None:
+            self._capture_stop.set()
+            self._capture_thread.join(timeout=10)
+            self._capture_stop = None
         if self._api_server is not None:
             self._api_server.should_exit = True
             if self._api_thread:
@@ -190,6 +198,55 @@ class Sandbox:
             stdout.sink.set(log)  # this thread's context, inherited by the app's tasks and workers
             self._api_server.run()
 
+    CAPTURE_FLUSH_SECONDS = 2.0
+
+    def _start_capture_flusher(self) -> None:
+        """Captured predictions reach S3 within seconds locally (on Lambda a batch waits for the next
+        capture after max_age_s): the app's sink is built now, from the stack, and flushed by a thread."""
+        from sluice.serving.capture import CaptureSink
+        from sluice.serving.observability import record_capture_error
+
+        assert self.stack is not None
+        sink = CaptureSink(
+            self.stack.bucket,
+            self.stack.outputs["PredictionsTableName"],
+            salt=self.stack.name.encode(),
+            max_rows=500,
+            max_age_s=self.CAPTURE_FLUSH_SECONDS,
+            on_error=record_capture_error,
+        )
+        self.api_app.state.capture_sink = sink
+        stop = threading.Event()
+
+        def flush_periodically() -> None:
+            while not stop.wait(self.CAPTURE_FLUSH_SECONDS):
+                sink.flush()
+            sink.flush()
+
+        self._capture_stop = stop
+        self._capture_thread = threading.Thread(target=flush_periodically, daemon=True)
+        self._capture_thread.start()
+
+    def flush_captures(self) -> None:
+        app = getattr(self, "api_app", None)
+        if app is not None and getattr(app.state, "capture_sink", None) is not None:
+            app.state.capture_sink.flush()
+
+    def monitor(self, models: list[str] | None = None, since: str | None = None) -> list[dict[str, Any]]:
+        """Run the stack's monitor function now (what its schedule does), after flushing captures."""
+        assert self.stack is not None
+        self.flush_captures()
+        payload: dict[str, Any] = {"models": models} if models else {}
+        if since:
+            payload["since"] = since
+        resp = self.client("lambda").invoke(
+            FunctionName=self.stack.outputs["MonitorFunctionName"], Payload=json.dumps(payload).encode()
+        )
+        body = json.loads(resp["Payload"].read() or b"null")
+        if resp.get("FunctionError"):
+            raise RuntimeError(f"the monitor failed: {body}")
+        return body["models"]
+
     def start_api(self) -> str:
         """Serve the api function's app under uvicorn on 127.0.0.1; returns its base URL."""
         import uvicorn
@@ -207,19 +264,27 @@ class Sandbox:
         self._reset_runtime_caches()
         from sluice.serving.access import AccessPolicy
         from sluice.serving.app import create_app
+        from sluice.serving.models import ModelStore
 
         port = self.api_port or free_port()
-        # Keys and limits given to the app directly, not read from os.environ on its first request:
-        # in-process Lambda invocations swap os.environ while the API runs in the same process.
+        # Keys, limits, refresh interval and capture rate given to the app directly, not read from
+        # os.environ on first use: in-process Lambda invocations swap os.environ while the API runs
+        # in the same process.
         params = self.stack.parameters
+        store = ModelStore(
+            refresh_seconds=self.alias_refresh_seconds,
+            capture_rate=float(params.get("CaptureRate", 0)),
+        )
         self.api_app = create_app(
+            store=store,
             access=AccessPolicy(
                 [self.api_key],
                 rate=float(params.get("ApiThrottleRateLimit", 0)),
                 burst=int(params.get("ApiThrottleBurstLimit", 0)),
                 quota_per_day=int(params.get("ApiQuotaPerDay", 0)),
-            )
+            ),
         )
+        self._start_capture_flusher()
         config = uvicorn.Config(
             self.api_app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
         )

@@ -1,8 +1,9 @@
 """Monitor function: drift, live metrics and retraining for every served model (``sluice.monitoring``).
 
 Invoked by its EventBridge schedule (the event carries nothing it needs) or on demand with
-``{"models": [...]}`` to monitor only those (``sluice monitor`` does that in the sandbox). Returns one
-outcome per model; metrics go out as CloudWatch EMF documents (namespace of the stack, dimensions
+``{"models": [...], "since": "<ISO time>"}`` to monitor only those models, over the captures written
+since that time instead of the last ``SLUICE_MONITOR_WINDOW_HOURS`` (``sluice monitor`` sends these).
+Returns one outcome per model; metrics go out as CloudWatch EMF documents (namespace of the stack, dimensions
 model and version, plus feature for ``FeaturePsi``; ``DriftAlerts`` and ``LiveMetricBelowGate`` with
 the service dimension only, what the stack's alarms watch).
 """
@@ -10,6 +11,7 @@ the service dimension only, what the stack's alarms watch).
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -62,7 +64,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         publish=publish,
     )
     models = event.get("models") if isinstance(event, dict) else None
-    outcomes = [o.to_dict() for o in monitor.run(models)]
+    since = event.get("since") if isinstance(event, dict) else None
+    start = datetime.fromisoformat(since) if since else None
+    outcomes = [o.to_dict() for o in monitor.run(models, since=start)]
     for outcome in outcomes:
         logger.info("monitored", extra=outcome)
     return {"models": outcomes}

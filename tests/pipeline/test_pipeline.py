@@ -324,3 +324,38 @@ def test_models_cli_promote_and_rollback_move_the_champion(sandbox, registry, ap
     assert [m["reason"] for m in shown["audit"]][-2:] == ["test", "test"]
 
     assert main([*endpoint, "promote", "no-such-model", "1"]) == 1
+
+
+def test_sluice_monitor_reports_on_the_captured_traffic(sandbox, api, registry, capsys):
+    from sluice_cli.main import main
+
+    champion = registry.get_alias("transaction-category", "champion")
+    record = {
+        "description": "Idli medu Vada mix 2 plates",
+        "payment_method": "Cash",
+        "amount": 60,
+        "date": "2018-09-20",
+    }
+    deadline = time.monotonic() + 10
+    while True:  # the API re-reads the alias every 0.5 s here: wait until it serves the champion
+        resp = api.post("/v1/models/transaction-category/predict", json=record)
+        assert resp.status_code == 200
+        if resp.json()["version"] == champion or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert resp.json()["version"] == champion
+    sandbox.flush_captures()  # what the sandbox's flusher does every 2 s
+    capsys.readouterr()
+
+    code = main(["monitor", "--endpoint-url", sandbox.endpoint, "--model", "transaction-category", "--json"])
+
+    assert code == 0
+    (outcome,) = json.loads(capsys.readouterr().out)
+    assert outcome["model"] == "transaction-category" and "error" not in outcome, outcome
+    assert outcome["version"] == champion
+    assert outcome["summary"]["rows"] >= 1 and outcome["summary"]["insufficient_data"] is True
+    assert outcome["retraining"] == {"started": False, "reason": "no trigger"}
+    body = (
+        sandbox.client("s3").get_object(Bucket=sandbox.stack.bucket, Key=outcome["report_key"])["Body"].read()
+    )
+    assert json.loads(body)["context"]["model"] == "transaction-category"

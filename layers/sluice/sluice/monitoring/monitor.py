@@ -106,14 +106,14 @@ class Monitor:
         self._now = now
         self._publish = publish or (lambda model, version, values, dims: None)
 
-    def run(self, models: list[str] | None = None) -> list[Outcome]:
+    def run(self, models: list[str] | None = None, since: datetime | None = None) -> list[Outcome]:
         outcomes = []
         for item in self.registry.models():
             champion = item["aliases"].get("champion")
             if champion is None or (models is not None and item["name"] not in models):
                 continue
             try:
-                outcomes.append(self.monitor_model(item["name"], champion))
+                outcomes.append(self.monitor_model(item["name"], champion, since))
             except Exception as exc:  # one model's problem must not hide the others
                 outcomes.append(Outcome(item["name"], champion, error=f"{type(exc).__name__}: {exc}"))
         drifted = sum(1 for o in outcomes if o.summary.get("drift_detected"))
@@ -121,23 +121,22 @@ class Monitor:
         self._publish("", 0, {"DriftAlerts": float(drifted), "LiveMetricBelowGate": float(below)}, None)
         return outcomes
 
-    def monitor_model(self, model: str, version: int) -> Outcome:
+    def monitor_model(self, model: str, version: int, since: datetime | None = None) -> Outcome:
         meta = self.registry.metadata(self.registry.get_version(model, version))
         outcome = Outcome(model, version)
-        self._drift(meta, outcome)
+        self._drift(meta, outcome, since or self._now() - timedelta(hours=self.settings.window_hours))
         self._live(meta, outcome)
         self._retrain(meta, outcome)
         return outcome
 
     # -- 1. drift -------------------------------------------------------------------------------
 
-    def _drift(self, meta: Mapping[str, Any], outcome: Outcome) -> None:
+    def _drift(self, meta: Mapping[str, Any], outcome: Outcome, since: datetime) -> None:
         ingest = meta.get("ingest") or {}
         profile = get_json(self.bucket, ingest["curated_prefix"].rstrip("/") + "/profile.json")
         schema = get_json(self.bucket, ingest["schema_key"])
         types = {c["name"]: c["type"] for c in schema["columns"]}
         features = [f["name"] for f in meta["feature_schema"]["features"]]
-        since = self._now() - timedelta(hours=self.settings.window_hours)
         rows = [
             r
             for r in read_captures(self.bucket, outcome.model, since=since)
@@ -156,7 +155,7 @@ class Monitor:
             context={
                 "model": outcome.model,
                 "version": outcome.version,
-                "window_hours": self.settings.window_hours,
+                "since": since.isoformat(timespec="seconds"),
                 "captured_requests": len(rows),
                 "reference": ingest.get("curated_prefix"),
                 "generated_at": self._now().isoformat(timespec="seconds"),

@@ -127,8 +127,11 @@ class ServedModel:
 
 
 @tracer.capture_method(capture_response=False)
-def load_model(registry: Registry, name: str, version: int) -> ServedModel:
-    """Download, verify and open one registered version; raises if any step fails."""
+def load_model(registry: Registry, name: str, version: int, capture_rate: float | None = None) -> ServedModel:
+    """Download, verify and open one registered version; raises if any step fails.
+
+    ``capture_rate``: the share of requests captured when the model's spec sets none (default: the
+    settings' ``SLUICE_CAPTURE_RATE``)."""
     mv = registry.get_version(name, version)
     meta = registry.metadata(mv)
     if meta.get("onnx_sha256") != mv.onnx_sha256 or meta.get("version") != version:
@@ -139,7 +142,8 @@ def load_model(registry: Registry, name: str, version: int) -> ServedModel:
     onnx = registry.load_onnx(mv)  # verifies sha256
     session = ort.InferenceSession(onnx, sess_options=session_options(), providers=["CPUExecutionProvider"])
     capture = CapturePolicy.from_spec(
-        (meta.get("spec") or {}).get("monitoring"), default_rate=get_settings().capture_rate
+        (meta.get("spec") or {}).get("monitoring"),
+        default_rate=get_settings().capture_rate if capture_rate is None else capture_rate,
     )
     model = ServedModel(
         name=name, version=version, schema=schema, session=session, metrics=dict(mv.metrics), capture=capture
@@ -173,12 +177,14 @@ class ModelStore:
         refresh_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_load_error: Callable[[str, int, BaseException], None] = record_model_load_error,
+        capture_rate: float | None = None,
     ):
         self._given_registry = registry
         self._registry = registry
         self._refresh_seconds = refresh_seconds
         self._clock = clock
         self._on_load_error = on_load_error
+        self._capture_rate = capture_rate
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._versions: dict[tuple[str, int], ServedModel] = {}
@@ -287,7 +293,7 @@ class ModelStore:
         model = self._versions.get((name, version))
         if model is None:
             try:
-                model = load_model(self.registry, name, version)
+                model = load_model(self.registry, name, version, self._capture_rate)
             except Exception as exc:  # any failure to download/verify/open: keep what we serve
                 logger.exception(
                     "model version failed to load",
