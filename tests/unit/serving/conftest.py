@@ -107,6 +107,7 @@ class FakeRegistry:
     meta: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     versions_: dict[tuple[str, int], ModelVersion] = field(default_factory=dict)
     aliases: dict[str, int] = field(default_factory=dict)
+    challengers: dict[str, int] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     fail_alias_reads: bool = False
 
@@ -132,12 +133,12 @@ class FakeRegistry:
         return version
 
     def get_alias(self, model: str, alias: str = "champion") -> int | None:
-        self.calls.append(f"get_alias:{model}")
+        self.calls.append(f"get_alias:{model}" + ("" if alias == "champion" else f":{alias}"))
         if self.fail_alias_reads:
             from botocore.exceptions import EndpointConnectionError
 
             raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
-        return self.aliases.get(model)
+        return (self.aliases if alias == "champion" else self.challengers).get(model)
 
     def get_version(self, model: str, version: int) -> ModelVersion:
         self.calls.append(f"get_version:{model}:{version}")

@@ -216,3 +216,41 @@ def test_load_error_metric_is_emf_with_model_and_version(capsys: pytest.CaptureF
     assert {"model", "version"} <= set(directive["Dimensions"][0])
     assert directive["Namespace"] == "Sluice-test"
     assert (doc["model"], doc["version"], doc["ModelLoadErrors"]) == (NAME, "3", [1.0])
+
+
+# -- challenger ----------------------------------------------------------------------------------
+
+
+def test_a_challenger_serves_its_share_of_callers_always_the_same_ones(
+    registry: FakeRegistry, clock: FakeClock, onnx_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sluice.settings import get_settings
+
+    monkeypatch.setenv("SLUICE_CHALLENGER_SHARE", "0.25")
+    get_settings.cache_clear()
+    registry.challengers[NAME] = registry.add(NAME, onnx_bytes, champion=False)
+    store = make_store(registry, clock)
+    callers = [f"caller-{i}" for i in range(2000)]
+
+    first = {c: store.route(NAME, c) for c in callers}
+    second = {c: store.route(NAME, c) for c in callers}
+
+    assert {c: (m.version, a) for c, (m, a) in first.items()} == {
+        c: (m.version, a) for c, (m, a) in second.items()
+    }
+    share = sum(a == "challenger" for _, a in first.values()) / len(callers)
+    assert 0.22 < share < 0.28
+    assert {(m.version, a) for m, a in first.values()} == {(1, "champion"), (2, "challenger")}
+
+
+def test_without_a_challenger_or_when_it_fails_to_load_the_champion_serves_everybody(
+    registry: FakeRegistry, clock: FakeClock, onnx_bytes: bytes
+) -> None:
+    store = make_store(registry, clock)
+    assert {store.route(NAME, f"c{i}")[1] for i in range(200)} == {"champion"}
+
+    registry.challengers[NAME] = registry.add(NAME, b"not an onnx graph", champion=False)
+    clock.advance(60)
+
+    routed = [store.route(NAME, f"c{i}") for i in range(200)]
+    assert {(m.version, a) for m, a in routed} == {(1, "champion")}

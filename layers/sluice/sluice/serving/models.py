@@ -12,6 +12,7 @@ so that they do not cost a registry read per request.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -35,6 +36,7 @@ from sluice.serving.schemas import RecordValidator
 from sluice.settings import get_settings
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_ENTRIES = 1024  # remembered names (unknown ones are dropped first)
 PROBABILITY_DIGITS = 6
@@ -76,6 +78,7 @@ class ServedModel:
     session: ort.InferenceSession
     metrics: dict[str, float] = field(default_factory=dict)
     capture: CapturePolicy = field(default_factory=CapturePolicy)
+    challenger_share: float = 0.0  # when this version is the challenger: the share of callers it serves
     validator: RecordValidator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -141,12 +144,20 @@ def load_model(registry: Registry, name: str, version: int, capture_rate: float 
     schema = FeatureSchema.model_validate(meta["feature_schema"])
     onnx = registry.load_onnx(mv)  # verifies sha256
     session = ort.InferenceSession(onnx, sess_options=session_options(), providers=["CPUExecutionProvider"])
+    monitoring = (meta.get("spec") or {}).get("monitoring") or {}
+    share = monitoring.get("challenger_share")
     capture = CapturePolicy.from_spec(
-        (meta.get("spec") or {}).get("monitoring"),
+        monitoring,
         default_rate=get_settings().capture_rate if capture_rate is None else capture_rate,
     )
     model = ServedModel(
-        name=name, version=version, schema=schema, session=session, metrics=dict(mv.metrics), capture=capture
+        name=name,
+        version=version,
+        schema=schema,
+        session=session,
+        metrics=dict(mv.metrics),
+        capture=capture,
+        challenger_share=float(get_settings().challenger_share if share is None else share),
     )
     model.check()
     return model
@@ -158,6 +169,7 @@ class _Entry:
 
     checked_at: float
     model: ServedModel | None = None
+    challenger: ServedModel | None = None  # serves challenger_share of the callers when set
     missing: str | None = None  # ModelNotFoundError message
     unavailable: str | None = None  # ModelUnavailableError message
 
@@ -241,6 +253,16 @@ class ModelStore:
                 return model
             return _resolve(self._refresh(name))
 
+    def route(self, name: str, caller: str) -> tuple[ServedModel, str]:
+        """The version that answers ``caller`` (a stable key: the caller's id or API key) and its
+        alias: the challenger for its share of callers, the same callers every time; else the champion."""
+        champion = self.get(name)
+        entry = self._entries.get(name)
+        challenger = entry.challenger if entry is not None else None
+        if challenger is not None and in_share(f"{name}:{caller}", challenger.challenger_share):
+            return challenger, CHALLENGER
+        return champion, CHAMPION
+
     def list_models(self) -> list[dict[str, Any]]:
         """Every registered model with its champion version and metrics (cached for the interval)."""
         listing = self._listing
@@ -287,8 +309,9 @@ class ModelStore:
                 name, _Entry(now, missing=f"model {name!r} not found or has no champion version")
             )
 
+        challenger = self._challenger(name, version, previous)
         if current is not None and current.version == version:
-            return self._put(name, _Entry(now, model=current))
+            return self._put(name, _Entry(now, model=current, challenger=challenger))
 
         model = self._versions.get((name, version))
         if model is None:
@@ -321,10 +344,30 @@ class ModelStore:
                 "previous_version": current.version if current else None,
             },
         )
-        keep = {version} | ({current.version} if current else set())
+        keep = {version} | {m.version for m in (current, challenger) if m is not None}
         for key in [k for k in self._versions if k[0] == name and k[1] not in keep]:
             del self._versions[key]
-        return self._put(name, _Entry(now, model=model))
+        return self._put(name, _Entry(now, model=model, challenger=challenger))
+
+    def _challenger(self, name: str, champion: int, previous: _Entry | None) -> ServedModel | None:
+        """The challenger version, if the registry names one other than the champion; a version that
+        fails to load is left out (and counted), the champion serves everybody meanwhile."""
+        try:
+            version = self.registry.get_alias(name, CHALLENGER)
+        except (BotoCoreError, ClientError):
+            return previous.challenger if previous is not None else None
+        if version is None or version == champion:
+            return None
+        model = self._versions.get((name, version))
+        if model is None:
+            try:
+                model = load_model(self.registry, name, version, self._capture_rate)
+            except Exception as exc:
+                logger.exception("challenger failed to load", extra={"model": name, "version": version})
+                self._on_load_error(name, version, exc)
+                return None
+            self._versions[(name, version)] = model
+        return model
 
     def _put(self, name: str, entry: _Entry) -> _Entry:
         self._entries[name] = entry  # the atomic swap
@@ -333,6 +376,14 @@ class ModelStore:
             for key in [k for k, e in self._entries.items() if e.model is None and k != name][:excess]:
                 del self._entries[key]
         return entry
+
+
+def in_share(key: str, share: float) -> bool:
+    """Deterministic: the same key is always in or always out of a ``share`` of the key space."""
+    if share <= 0.0:
+        return False
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") < min(share, 1.0) * 2**64
 
 
 def _resolve(entry: _Entry) -> ServedModel:

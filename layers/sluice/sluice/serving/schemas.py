@@ -179,6 +179,9 @@ class PredictionOut(BaseModel):
 class PredictResponse(BaseModel):
     model: str
     version: int
+    alias: Literal["champion", "challenger"] = Field(
+        description="champion, or challenger for the share of callers a new version is tried on"
+    )
     request_id: str
     predictions: list[PredictionOut]
 

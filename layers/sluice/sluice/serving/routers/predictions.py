@@ -88,11 +88,19 @@ def parse_json(body: bytes) -> Any:
         ) from None
 
 
-async def champion(store: ModelStore, name: str) -> ServedModel:
-    model = store.get_cached(name)  # the hot path: no I/O
-    if model is None:
-        model = await run_in_threadpool(store.get, name)  # registry read, maybe a model load
-    return model
+def caller_key(request: Request) -> str:
+    """Who is calling, for the challenger split: ``x-sluice-caller`` if the caller names itself (e.g.
+    a user or account id), else its API key (never logged), else the request id (random split)."""
+    headers = request.headers
+    return headers.get("x-sluice-caller") or headers.get("x-api-key") or request.scope["state"]["request_id"]
+
+
+async def served(request: Request, name: str) -> tuple[ServedModel, str]:
+    """The version answering this request: the champion, or the challenger for its callers."""
+    store: ModelStore = request.app.state.store
+    if store.get_cached(name) is None:  # the hot path does no I/O
+        await run_in_threadpool(store.get, name)  # registry read, maybe a model load
+    return store.route(name, caller_key(request))
 
 
 @router.post(
@@ -107,7 +115,7 @@ async def predict(
 ) -> JSONResponse:
     started = time.perf_counter()
     body = parse_json(await read_body(request))
-    model = await champion(request.app.state.store, name)
+    model, alias = await served(request, name)
     records = model.validator.validate(body)
     predictions = model.predict(records)
     latency_ms = (time.perf_counter() - started) * 1000.0
@@ -137,6 +145,7 @@ async def predict(
         {
             "model": model.name,
             "version": model.version,
+            "alias": alias,
             "request_id": request_id,
             "predictions": predictions,
         }
