@@ -160,3 +160,51 @@ def test_shifted_amounts_are_found_reported_and_retrain_once(stack: dict[str, An
     assert payload["key"] == "raw/transactions/household-train.csv" and payload["version_id"]
     assert again["retraining"]["started"] is False
     assert again["retraining"]["skipped"].startswith("retrained less than 24 h ago")
+
+
+def test_a_challenger_better_on_live_feedback_is_promoted_and_rolled_back_if_it_then_fails(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sluice.monitoring.monitor import Outcome
+
+    api, registry = stack["api"], Registry(TABLE, BUCKET)
+    champion = registry.get_alias(MODEL, "champion")
+    current = registry.get_version(MODEL, champion)
+    challenger = registry.register(
+        MODEL, registry.load_onnx(current), registry.metadata(current), "challenger"
+    ).version
+    registry.set_alias(MODEL, "challenger", challenger, expected=None, reason="canary: test")
+    monkeypatch.setenv("SLUICE_CHALLENGER_SHARE", "0.5")
+    monkeypatch.setenv("SLUICE_MONITOR_MIN_FEEDBACK", "5")
+    get_settings.cache_clear()
+    api.app.state.store.clear()
+    record = traffic(stack["held_out"])[0]
+    served: dict[str, int] = {}
+    for i in range(40):  # 40 callers, about half of them meet the challenger
+        event = load_event("api/predict_category.json")
+        event["body"] = json.dumps(record)
+        event["headers"]["x-sluice-caller"] = f"user-{i}"
+        event["requestContext"]["requestId"] = f"req-canary-{i}"
+        body = json.loads(api.handler(event, lambda_context("sluice-dev-ApiFunction"))["body"])
+        served[body["alias"]] = served.get(body["alias"], 0) + 1
+        truth = body["predictions"][0]["label"] if body["alias"] == "challenger" else "never-this-class"
+        feedback = load_event("api/predict_category.json")
+        feedback["path"] = "/v1/feedback"
+        feedback["body"] = json.dumps({"request_id": body["request_id"], "actual": truth})
+        assert api.handler(feedback, lambda_context("sluice-dev-ApiFunction"))["statusCode"] == 200
+    assert served["challenger"] >= 5 and served["champion"] >= 5
+
+    outcome = run_monitor(stack, "monitor/on_demand.json")
+
+    assert outcome["canary"]["decision"] == "promoted", outcome["canary"]
+    assert registry.get_alias(MODEL, "champion") == challenger
+    assert registry.get_alias(MODEL, "challenger") is None
+    assert "canary promotion" in [a for a in registry.audit(MODEL) if a["alias"] == "champion"][-1]["reason"]
+
+    failing = Outcome(MODEL, challenger, live={"metric": "accuracy", "accuracy": 0.1, "below_gate": True})
+    stack["monitor"].Monitor(registry, predictions_table="sluice-dev-predictions").canary(
+        registry.metadata(registry.get_version(MODEL, challenger)), failing
+    )
+
+    assert failing.canary["rollback"] == {"from": challenger, "to": champion}
+    assert registry.get_alias(MODEL, "champion") == champion

@@ -229,6 +229,35 @@ class Registry:
             },
         )
 
+    def clear_alias(self, model: str, alias: str, *, expected: int, reason: str) -> None:
+        """Remove ``alias`` if it still points at ``expected`` (a retired challenger), audited."""
+        now = _now()
+        try:
+            self._ddb.delete_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"MODEL#{model}"}, "sk": {"S": f"ALIAS#{alias}"}},
+                ConditionExpression="version = :expected",
+                ExpressionAttributeValues={":expected": {"N": str(expected)}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise AliasConflictError(
+                    f"{model}:{alias} no longer points at {expected}; not removed"
+                ) from exc
+            raise
+        self._ddb.put_item(
+            TableName=self.table,
+            Item={
+                "pk": {"S": f"MODEL#{model}"},
+                "sk": {"S": f"AUDIT#{now}#{uuid.uuid4().hex[:8]}"},
+                "alias": {"S": alias},
+                "from_version": {"N": str(expected)},
+                "to_version": {"NULL": True},
+                "reason": {"S": reason},
+                "at": {"S": now},
+            },
+        )
+
     def promote(self, model: str, version: int, *, reason: str, alias: str = "champion") -> int | None:
         """Point ``alias`` at ``version`` (never at a rejected one); returns the version it held."""
         mv = self.get_version(model, version)
@@ -268,7 +297,7 @@ class Registry:
                 {
                     "alias": item["alias"]["S"],
                     "from": int(item["from_version"]["N"]) if "N" in item["from_version"] else None,
-                    "to": int(item["to_version"]["N"]),
+                    "to": int(item["to_version"]["N"]) if "N" in item["to_version"] else None,
                     "reason": item["reason"]["S"],
                     "at": item["at"]["S"],
                 }

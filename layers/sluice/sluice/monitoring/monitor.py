@@ -56,6 +56,7 @@ class Outcome:
     summary: dict[str, Any] = field(default_factory=dict)
     live: dict[str, Any] = field(default_factory=dict)
     retraining: dict[str, Any] = field(default_factory=dict)
+    canary: dict[str, Any] = field(default_factory=dict)
     report_key: str | None = None
     error: str | None = None
 
@@ -126,6 +127,7 @@ class Monitor:
         outcome = Outcome(model, version)
         self._drift(meta, outcome, since or self._now() - timedelta(hours=self.settings.window_hours))
         self._live(meta, outcome)
+        self.canary(meta, outcome)
         self._retrain(meta, outcome)
         return outcome
 
@@ -209,6 +211,73 @@ class Monitor:
             return
         below = value < minimum if higher_is_better else value > minimum
         outcome.live.update({"metric": live_name, "gate": minimum, "below_gate": below})
+
+    # -- canary: challenger against champion, and rollback of a promoted champion that fails ------
+
+    def canary(self, meta: Mapping[str, Any], outcome: Outcome) -> None:
+        """Decide the challenger on live feedback; roll back a champion promoted this way that fails.
+
+        With ``min_feedback`` answers for both, the challenger becomes champion when its live
+        accuracy (or MAE) is not worse than the champion's beyond the spec's champion tolerance, and
+        is retired otherwise. A champion that came from such a promotion and whose live metric then
+        misses its gate is rolled back to the version it replaced."""
+        if self.feedback is None:
+            return
+        model, champion = outcome.model, outcome.version
+        tolerance = ((meta.get("spec") or {}).get("gates") or {}).get("champion_tolerance") or 0.0
+        decision: dict[str, Any] = {}
+        challenger = self.registry.get_alias(model, "challenger")
+        if challenger is not None and challenger != champion:
+            decision = self._judge_challenger(model, champion, challenger, float(tolerance))
+        if outcome.live.get("below_gate"):
+            moves = [a for a in self.registry.audit(model) if a["alias"] == "champion"]
+            last = moves[-1] if moves else None
+            if last and last["to"] == champion and last["from"] and "canary" in last["reason"]:
+                self.registry.rollback(
+                    model,
+                    to=last["from"],
+                    reason=f"canary rollback: live {outcome.live['metric']} of v{champion} misses its gate",
+                )
+                decision["rollback"] = {"from": champion, "to": last["from"]}
+        if decision:
+            outcome.canary = decision
+
+    def _judge_challenger(
+        self, model: str, champion: int, challenger: int, tolerance: float
+    ) -> dict[str, Any]:
+        assert self.feedback is not None
+        theirs = self.feedback.live_stats(model, challenger)
+        ours = self.feedback.live_stats(model, champion)
+        need = self.settings.min_feedback
+        decision: dict[str, Any] = {
+            "challenger": challenger,
+            "challenger_live": theirs,
+            "champion_live": ours,
+        }
+        metric = (
+            "accuracy"
+            if "accuracy" in theirs
+            else "mean_absolute_error"
+            if "mean_absolute_error" in theirs
+            else None
+        )
+        if metric is None or theirs.get("n", 0) < need or ours.get("n", 0) < need or metric not in ours:
+            decision["decision"] = f"waiting for {need} feedback answers on both versions"
+            return decision
+        if metric == "accuracy":
+            not_worse = theirs[metric] >= ours[metric] - tolerance
+        else:
+            not_worse = theirs[metric] <= ours[metric] + tolerance
+        detail = f"live {metric} v{challenger} {theirs[metric]:.4f} vs v{champion} {ours[metric]:.4f}"
+        if not_worse:
+            self.registry.promote(model, challenger, reason=f"canary promotion: {detail}")
+            self.registry.clear_alias(model, "challenger", expected=challenger, reason=f"promoted: {detail}")
+            decision["decision"] = "promoted"
+        else:
+            self.registry.clear_alias(model, "challenger", expected=challenger, reason=f"retired: {detail}")
+            decision["decision"] = "retired"
+        decision["detail"] = detail
+        return decision
 
     # -- 3. retraining --------------------------------------------------------------------------
 
