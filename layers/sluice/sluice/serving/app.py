@@ -24,7 +24,15 @@ from starlette.types import Scope, Send
 from sluice import __version__
 from sluice.errors import ModelNotFoundError
 from sluice.serving.access import API_KEY_HEADER, PUBLIC_PATHS, AccessMiddleware, AccessPolicy, Refusal
-from sluice.serving.errors import ApiError, ModelUnavailableError, code_for_status, error_body, field_path
+from sluice.serving.errors import (
+    ApiError,
+    ModelUnavailableError,
+    as_api_error,
+    code_for_status,
+    error_body,
+    field_path,
+)
+from sluice.serving.fastpath import PredictFastPath
 from sluice.serving.middleware import RequestContextMiddleware, send_json
 from sluice.serving.models import ModelStore
 from sluice.serving.observability import logger
@@ -58,17 +66,10 @@ def _error(
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return _error(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
-
-
-async def _not_found(request: Request, exc: Exception) -> JSONResponse:
-    return _error(request, 404, "not_found", str(exc))
-
-
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    retry = max(1, round(request.app.state.store.refresh_seconds))  # the store retries the load then
-    return _error(request, 503, "model_unavailable", str(exc), headers={"retry-after": str(retry)})
+    """ApiError, ModelNotFoundError (404) and ModelUnavailableError (503, Retry-After)."""
+    error = as_api_error(exc, request.app.state.store.refresh_seconds)
+    assert error is not None
+    return _error(request, error.status, error.code, error.message, error.details, error.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -157,11 +158,11 @@ def create_app(
     )
     app.state.store = store if store is not None else ModelStore()
     policy = access if access is not None else (lambda: AccessPolicy.from_settings(get_settings()))
+    app.add_middleware(PredictFastPath, api=app)  # innermost: after request id and access checks
     app.add_middleware(AccessMiddleware, policy=policy, refuse=_refuse)
     app.add_middleware(RequestContextMiddleware, root_path=root)  # outermost: ids every response
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(ModelNotFoundError, _not_found)
-    app.add_exception_handler(ModelUnavailableError, _unavailable)
+    for error in (ApiError, ModelNotFoundError, ModelUnavailableError):
+        app.add_exception_handler(error, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(health.router)

@@ -60,6 +60,20 @@ def error_body(code: str, message: str, request_id: str, details: list[dict[str,
     return {"error": {"code": code, "message": message, "details": details or []}, "request_id": request_id}
 
 
+def as_api_error(exc: Exception, retry_after_s: float) -> ApiError | None:
+    """The answer to an error the serving code raises on purpose; None for anything else (a 500)."""
+    from sluice.errors import ModelNotFoundError
+
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, ModelNotFoundError):
+        return ApiError(404, "not_found", str(exc))
+    if isinstance(exc, ModelUnavailableError):  # the store retries the load after its refresh interval
+        retry = str(max(1, round(retry_after_s)))
+        return ApiError(503, "model_unavailable", str(exc), headers={"retry-after": retry})
+    return None
+
+
 def code_for_status(status: int) -> str:
     if status in STATUS_CODES:
         return STATUS_CODES[status]

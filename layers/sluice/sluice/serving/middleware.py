@@ -77,7 +77,7 @@ class RequestContextMiddleware:
 async def send_json(
     send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
 ) -> None:
-    payload = json.dumps(body, separators=(",", ":")).encode()
+    payload = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
     await send(
         {
             "type": "http.response.start",

@@ -10,35 +10,33 @@ Metrics (CloudWatch EMF, one JSON document per event, dimensions ``service``, ``
 * ``ModelLoadErrors`` (Count): a champion version that failed to download, verify or load;
 * ``Feedback`` (Count), ``LiveCorrect`` (1/0: its Average is the live accuracy) and
   ``LiveAbsoluteError`` (its Average is the live MAE): ground truth received for a captured request;
-* ``CaptureErrors`` (Count, dimension ``service`` only): a capture that could not be written.
+* ``CaptureErrors`` (Count, dimension ``service`` only): a capture that could not be written;
+* ``ColdStart`` (Count, dimensions ``service`` and ``function_name``): once per environment.
 
 Each event is written at once through its own ``EphemeralMetrics`` rather than the shared
 ``Metrics`` that ``log_metrics`` flushes at the end of an invocation: one document then holds
 exactly one model/version (a load error of v2 and a prediction of v1 in the same request cannot
 share dimensions), nothing is shared between threads, and uvicorn (no Lambda decorator) publishes
-the same documents. The shared ``metrics`` is what the handler decorates with; it only ever
-carries the ``ColdStart`` metric. Health checks publish nothing.
+the same documents. Health checks publish nothing.
 """
 
 from __future__ import annotations
 
 import os
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 SERVICE = os.getenv("POWERTOOLS_SERVICE_NAME") or "api"
 DEFAULT_NAMESPACE = "Sluice-local"
+_NAMESPACE = os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE  # read once, at init
 
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
-metrics = Metrics(service=SERVICE, namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE)
 
 
 def _publish(model: str, version: int, values: dict[str, tuple[MetricUnit, float]]) -> None:
-    emf = EphemeralMetrics(
-        namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service=SERVICE
-    )
+    emf = EphemeralMetrics(namespace=_NAMESPACE, service=SERVICE)
     emf.add_dimension(name="model", value=model)
     emf.add_dimension(name="version", value=str(version))
     for name, (unit, value) in values.items():
@@ -57,6 +55,14 @@ def record_prediction(model: str, version: int, records: int, latency_ms: float)
     )
 
 
+def record_cold_start(function_name: str) -> None:
+    """``ColdStart`` (Count, dimensions service and function_name): once per execution environment."""
+    emf = EphemeralMetrics(namespace=_NAMESPACE, service=SERVICE)
+    emf.add_dimension(name="function_name", value=function_name)
+    emf.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
+    emf.flush_metrics()
+
+
 def record_feedback(model: str, version: int, correct: bool | None, abs_error: float | None) -> None:
     values: dict[str, tuple[MetricUnit, float]] = {"Feedback": (MetricUnit.Count, 1)}
     if correct is not None:
@@ -70,9 +76,7 @@ def record_capture_error(stage: str, error: BaseException) -> None:
     """A capture that could not be written (the prediction itself was answered)."""
     details = {"stage": stage, "error_type": type(error).__name__, "error": str(error)}
     logger.warning("capture failed", extra=details)
-    emf = EphemeralMetrics(
-        namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service=SERVICE
-    )
+    emf = EphemeralMetrics(namespace=_NAMESPACE, service=SERVICE)
     emf.add_metric(name="CaptureErrors", unit=MetricUnit.Count, value=1)
     emf.flush_metrics()
 

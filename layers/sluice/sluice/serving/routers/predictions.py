@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from sluice.serving.capture import capture_sink
 from sluice.serving.errors import ApiError
 from sluice.serving.models import ModelStore, ServedModel
-from sluice.serving.observability import logger, record_prediction
+from sluice.serving.observability import record_prediction
 from sluice.serving.schemas import (
     MAX_BODY_BYTES,
     MAX_RECORDS,
@@ -46,17 +46,17 @@ async def read_body(request: Request) -> bytes:
     """The body, refused with 413 beyond MAX_BODY_BYTES (declared or actually sent)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _too_large()
+        raise too_large()
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise _too_large()
+            raise too_large()
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _too_large() -> ApiError:
+def too_large() -> ApiError:
     return ApiError(
         413,
         "payload_too_large",
@@ -88,19 +88,50 @@ def parse_json(body: bytes) -> Any:
         ) from None
 
 
-def caller_key(request: Request) -> str:
+def caller_key(headers: Any, request_id: str) -> str:
     """Who is calling, for the challenger split: ``x-sluice-caller`` if the caller names itself (e.g.
     a user or account id), else its API key (never logged), else the request id (random split)."""
-    headers = request.headers
-    return headers.get("x-sluice-caller") or headers.get("x-api-key") or request.scope["state"]["request_id"]
+    return headers.get("x-sluice-caller") or headers.get("x-api-key") or request_id
 
 
-async def served(request: Request, name: str) -> tuple[ServedModel, str]:
+async def served(store: ModelStore, name: str, caller: str) -> tuple[ServedModel, str]:
     """The version answering this request: the champion, or the challenger for its callers."""
-    store: ModelStore = request.app.state.store
     if store.get_cached(name) is None:  # the hot path does no I/O
         await run_in_threadpool(store.get, name)  # registry read, maybe a model load
-    return store.route(name, caller_key(request))
+    return store.route(name, caller)
+
+
+async def run_predict(
+    app: Any, name: str, body: bytes, headers: Any, request_id: str, started: float
+) -> dict[str, Any]:
+    """Parse, route, validate, predict, publish and capture one request; the response body.
+
+    Shared by the FastAPI route below and ``sluice.serving.fastpath``, which serves the same route
+    without FastAPI's routing and dependency machinery (a third of a prediction's latency)."""
+    payload = parse_json(body)
+    model, alias = await served(app.state.store, name, caller_key(headers, request_id))
+    records = model.validator.validate(payload)
+    predictions = model.predict(records)
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    record_prediction(model.name, model.version, len(records), latency_ms)
+    sink = capture_sink(app)
+    if sink is not None and model.capture.rate > 0:
+        sink.capture(
+            model=model.name,
+            version=model.version,
+            request_id=request_id,
+            records=records,
+            predictions=predictions,
+            policy=model.capture,
+            latency_ms=latency_ms,
+        )
+    return {
+        "model": model.name,
+        "version": model.version,
+        "alias": alias,
+        "request_id": request_id,
+        "predictions": predictions,
+    }
 
 
 @router.post(
@@ -114,39 +145,6 @@ async def predict(
     request: Request,
 ) -> JSONResponse:
     started = time.perf_counter()
-    body = parse_json(await read_body(request))
-    model, alias = await served(request, name)
-    records = model.validator.validate(body)
-    predictions = model.predict(records)
-    latency_ms = (time.perf_counter() - started) * 1000.0
+    body = await read_body(request)
     request_id = request.scope["state"]["request_id"]
-    record_prediction(model.name, model.version, len(records), latency_ms)
-    sink = capture_sink(request.app)
-    if sink is not None and model.capture.rate > 0:
-        sink.capture(
-            model=model.name,
-            version=model.version,
-            request_id=request_id,
-            records=records,
-            predictions=predictions,
-            policy=model.capture,
-            latency_ms=latency_ms,
-        )
-    logger.debug(
-        "prediction",
-        extra={
-            "model": model.name,
-            "version": model.version,
-            "records": len(records),
-            "latency_ms": round(latency_ms, 3),
-        },
-    )
-    return JSONResponse(
-        {
-            "model": model.name,
-            "version": model.version,
-            "alias": alias,
-            "request_id": request_id,
-            "predictions": predictions,
-        }
-    )
+    return JSONResponse(await run_predict(request.app, name, body, request.headers, request_id, started))
