@@ -127,35 +127,78 @@ class FeatureSchema(Payload):
 
 
 class ParityReport(Payload):
+    """ONNX vs native answers over a parity document: classification compares labels and
+    probabilities, the other tasks the relative difference of values or scores."""
+
     rows: int
-    label_agreement: float
-    max_abs_prob_diff: float
     passed: bool
+    label_agreement: float | None = None
+    max_abs_prob_diff: float | None = None
+    max_rel_diff: float | None = None
+
+
+class CandidateReport(Payload):
+    """One candidate of the search: ``selected`` (the model), ``ok`` (evaluated, not the best) or
+    ``dropped`` (failed, over the time budget, or not tried), with the reason."""
+
+    name: str
+    status: Literal["selected", "ok", "dropped"]
+    cv: dict[str, float] = Field(default_factory=dict, description="mean of each metric over the folds")
+    fit_s: float = 0.0
+    reason: str | None = None
+
+
+class ChampionComparison(Payload):
+    """The candidate and the current champion scored by the Verify step on the candidate's holdout
+    batch with the same code (``sluice.metrics``). ``version`` None: nothing was compared (``note``)."""
+
+    version: int | None = None
+    metric: str | None = None
+    candidate: float | None = None
+    champion: float | None = None
+    rows: int = 0
+    note: str = ""
 
 
 class TrainResult(Payload):
+    """A trained candidate, staged. ``metrics``: ``{"cv": {...}, "holdout": {...}, "baseline": {...}}``
+    with scikit-learn's metric names (the baseline scored on the same holdout)."""
+
     model: str
     run_id: str
     artifact_key: str = Field(description="staging location of model.onnx, copied on registration")
     onnx_sha256: str
-    metrics: dict[str, float]
-    baseline: dict[str, float]
+    metrics: dict[str, dict[str, float]]
+    candidates: list[CandidateReport] = Field(default_factory=list)
     parity: ParityReport | None = Field(None, description="set by the Verify step; None until then")
     parity_key: str | None = Field(None, description="native predictions the Verify step replays")
+    champion: ChampionComparison | None = Field(None, description="set by the Verify step")
     params: dict[str, Any] = Field(default_factory=dict)
     feature_schema: FeatureSchema
     rows_train: int
     rows_holdout: int
     timings: dict[str, float] = Field(default_factory=dict)
     library_versions: dict[str, str] = Field(default_factory=dict)
+    code_version: str = ""
     spec: dict[str, Any] = Field(default_factory=dict)
+    spec_sha256: str = ""
+    diagnostics: dict[str, Any] = Field(default_factory=dict)
     ingest: IngestResult
+
+    @property
+    def task(self) -> Task:
+        return self.feature_schema.task
 
 
 class RegisterResult(Payload):
+    """One model's outcome: its new version, champion or rejected (with the reasons), and a one-line
+    ``summary`` for people (the pipeline's notification lists them)."""
+
     model: str
     version: int
     status: Literal["champion", "rejected"]
     reasons: list[str] = Field(default_factory=list)
     previous_champion: int | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metric: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict, description="holdout metrics")
+    summary: str = ""

@@ -56,7 +56,7 @@ DEFAULT_METRIC: dict[str, str | None] = {
 DEFAULT_CANDIDATES: dict[str, tuple[str, ...]] = {
     "classification": ("logistic_regression", "random_forest", "hist_gradient_boosting", "xgboost"),
     "regression": ("ridge", "random_forest", "hist_gradient_boosting", "xgboost"),
-    "anomaly": ("isolation_forest", "local_outlier_factor"),
+    "anomaly": ("isolation_forest", "one_class_svm"),
     "forecast": ("ridge", "hist_gradient_boosting", "xgboost"),
 }
 
