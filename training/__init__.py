@@ -1,4 +1,4 @@
-"""Sluice's ML library: feature pipelines, candidate estimators, ONNX export, parity and metrics.
+"""Sluice's ML library: feature pipelines, candidate estimators and search, ONNX export, parity, metrics.
 
 Ships as the TrainingLayer (see training/Makefile) next to the sluice layer and the ML deps layer.
 """

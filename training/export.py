@@ -1,8 +1,17 @@
 """The whole fitted pipeline -> one ONNX graph (preprocessing included).
 
-Inputs: one per ``sluice.features.onnx_input_names`` (strings ``[None, 1]`` string tensors,
-numbers and date parts ``[None, 1]`` float tensors). Outputs: ``label`` (the class, a string)
-and ``probabilities`` (``[None, n_classes]`` floats, columns in ``FeatureSchema.classes`` order).
+Inputs: one per ``sluice.features.onnx_input_names`` (strings ``[None, 1]`` string tensors, numbers
+and date parts ``[None, 1]`` float tensors; missing numbers arrive as NaN and are imputed in the graph).
+Outputs, by task (``FeatureSchema``):
+
+- classification: ``label`` (the class, a string) and ``probabilities`` (``[None, n_classes]``,
+  columns in ``FeatureSchema.classes`` order);
+- regression: ``value`` (``[None, 1]``);
+- anomaly: ``score`` (``[None, 1]``, higher = more anomalous): the detector's ``decision_function``
+  negated inside the graph. skl2onnx's own detector outputs (a label whose convention differs from
+  scikit-learn's, and the decision function) are pruned.
+
+XGBoost converts with onnxmltools' converter, registered with skl2onnx here.
 """
 
 from __future__ import annotations
@@ -12,22 +21,36 @@ from collections.abc import Iterable
 from typing import Any
 
 import onnx
+from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
 from skl2onnx import convert_sklearn, update_registered_converter
+from skl2onnx.common import tree_ensemble
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from skl2onnx.common.shape_calculator import (
+    calculate_linear_classifier_output_shapes,
+    calculate_linear_regressor_output_shapes,
+)
+from skl2onnx.operator_converters.support_vector_machines import convert_sklearn_svm_regressor
 from skl2onnx.shape_calculators.scaler import calculate_sklearn_scaler_output_shapes
+from skl2onnx.shape_calculators.support_vector_machines import calculate_sklearn_svm_output_shapes
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
+from xgboost import XGBRegressor
 
 from sluice.contracts import Feature, FeatureSchema
 from sluice.features import date_input_names
 from sluice.specs import FeatureSpec, ModelSpec
+from training.estimators import StringLabelXGBClassifier, SubsampledOneClassSVM
 from training.pipeline import TOKEN_PATTERN, SignedLog1p
 
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
+VALUE_OUTPUT = "value"
+SCORE_OUTPUT = "score"
 # onnxruntime's StringNormalizer needs a locale; en_US.UTF-8 is missing here and on minimal Lambda
 # images, "C" exists everywhere (the tokenizer only keeps ASCII, so lowercasing agrees).
 TEXT_LOCALE = "C"
+# onnxmltools writes XGBoost trees for ai.onnx.ml 3; skl2onnx would otherwise pick a newer version.
+TARGET_OPSET = {"": 21, "ai.onnx.ml": 3}
 
 
 def _convert_signed_log1p(scope: Any, operator: Any, container: Any) -> None:
@@ -53,6 +76,41 @@ def _convert_signed_log1p(scope: Any, operator: Any, container: Any) -> None:
 update_registered_converter(
     SignedLog1p, "SluiceSignedLog1p", calculate_sklearn_scaler_output_shapes, _convert_signed_log1p
 )
+update_registered_converter(
+    StringLabelXGBClassifier,
+    "SluiceXGBClassifier",
+    calculate_linear_classifier_output_shapes,
+    convert_xgboost,
+    options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
+)
+update_registered_converter(
+    XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes, convert_xgboost
+)
+# The alias must stay "SklearnOneClassSVM": skl2onnx's shape calculator keys on it.
+update_registered_converter(
+    SubsampledOneClassSVM,
+    "SklearnOneClassSVM",
+    calculate_sklearn_svm_output_shapes,
+    convert_sklearn_svm_regressor,
+)
+
+
+def _missing_flag_as_int(add_node: Any) -> Any:
+    """skl2onnx 1.20 gives HistGradientBoosting leaves the Python bool ``False`` as their
+    missing-value flag, which onnx's protobuf refuses in an ints attribute ("Expected an int, got a
+    boolean"): every HistGradientBoosting export failed. The flag is passed on as an int."""
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if "nodes_missing_value_tracks_true" in kwargs:
+            kwargs["nodes_missing_value_tracks_true"] = int(kwargs["nodes_missing_value_tracks_true"])
+        return add_node(*args, **kwargs)
+
+    wrapped.sluice_wrapped = True  # type: ignore[attr-defined]
+    return wrapped
+
+
+if not getattr(tree_ensemble.add_node, "sluice_wrapped", False):
+    tree_ensemble.add_node = _missing_flag_as_int(tree_ensemble.add_node)
 
 
 def initial_types(features: Iterable[FeatureSpec | Feature]) -> list[tuple[str, Any]]:
@@ -67,18 +125,23 @@ def initial_types(features: Iterable[FeatureSpec | Feature]) -> list[tuple[str, 
     return types
 
 
-def feature_schema(spec: ModelSpec, classes: Iterable[str]) -> FeatureSchema:
+def feature_schema(spec: ModelSpec, classes: Iterable[str] = (), **fields: Any) -> FeatureSchema:
+    """The schema serving reads; ``fields`` adds the task's extras (threshold, interval)."""
     return FeatureSchema(
         features=[Feature(name=f.name, kind=f.kind) for f in spec.features],
         target=spec.target,
         task=spec.task,
         classes=[str(c) for c in classes],
+        positive_label=spec.positive_label,
         label_output=LABEL_OUTPUT,
         probabilities_output=PROBABILITIES_OUTPUT,
+        value_output=VALUE_OUTPUT,
+        score_output=SCORE_OUTPUT,
+        **fields,
     )
 
 
-def _options(pipeline: Pipeline) -> dict[int, dict[str, Any]]:
+def _options(pipeline: Pipeline, task: str) -> dict[int, dict[str, Any]]:
     options: dict[int, dict[str, Any]] = {}
     preprocessor = pipeline.steps[0][1]
     for _, transformer, _ in getattr(preprocessor, "transformers_", []):
@@ -86,34 +149,82 @@ def _options(pipeline: Pipeline) -> dict[int, dict[str, Any]]:
         for _, step in steps:
             if isinstance(step, TfidfVectorizer):
                 options[id(step)] = {"tokenexp": TOKEN_PATTERN, "locale": TEXT_LOCALE}
-    options[id(pipeline.steps[-1][1])] = {"zipmap": False}
+    if task == "classification":
+        options[id(pipeline.steps[-1][1])] = {"zipmap": False}
     return options
 
 
-def export_onnx(pipeline: Pipeline, spec: ModelSpec, *, metadata: dict[str, str] | None = None) -> bytes:
-    """Serialise the fitted pipeline; the graph's outputs are named ``label`` and ``probabilities``."""
-    classes = [str(c) for c in pipeline.classes_]
+def _final_types(pipeline: Pipeline, task: str) -> list[tuple[str, Any]] | None:
+    if task == "classification":
+        n = len(pipeline.classes_)
+        return [(LABEL_OUTPUT, StringTensorType([None])), (PROBABILITIES_OUTPUT, FloatTensorType([None, n]))]
+    if task == "regression":
+        return [(VALUE_OUTPUT, FloatTensorType([None, 1]))]
+    return None  # anomaly: skl2onnx's (label, scores), rewritten by _anomaly_score
+
+
+def _prune(graph: onnx.GraphProto) -> None:
+    """Drop the nodes and initializers no graph output depends on."""
+    needed = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(graph.node):
+        if any(name in needed for name in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    initializers = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+
+
+def _anomaly_score(model: onnx.ModelProto) -> None:
+    """Outputs (label, decision_function) -> ``score`` = -decision_function: higher = more anomalous."""
+    graph = model.graph
+    decision = graph.output[1].name
+    graph.node.append(onnx.helper.make_node("Neg", [decision], [SCORE_OUTPUT], name="SluiceAnomalyScore"))
+    del graph.output[:]
+    graph.output.append(onnx.helper.make_tensor_value_info(SCORE_OUTPUT, onnx.TensorProto.FLOAT, [None, 1]))
+    _prune(graph)
+
+
+def export_onnx(
+    pipeline: Pipeline,
+    spec: ModelSpec,
+    schema: FeatureSchema | None = None,
+    *,
+    metadata: dict[str, str] | None = None,
+) -> bytes:
+    """Serialise the fitted pipeline with the task's outputs; the schema travels in the metadata.
+
+    ``model_optim=False``: skl2onnx's identity-removal pass is quadratic in the node count and took
+    75 s on a 200-tree IsolationForest (one sub-graph per tree); onnxruntime removes identities anyway
+    when it loads the graph."""
+    task = spec.task
     model = convert_sklearn(
         pipeline,
         name=spec.name,
         initial_types=initial_types(spec.features),
-        options=_options(pipeline),
-        final_types=[
-            (LABEL_OUTPUT, StringTensorType([None])),
-            (PROBABILITIES_OUTPUT, FloatTensorType([None, len(classes)])),
-        ],
+        options=_options(pipeline, task),
+        final_types=_final_types(pipeline, task),
+        target_opset=TARGET_OPSET,
+        model_optim=False,
     )
+    if task == "anomaly":
+        _anomaly_score(model)
     # skl2onnx collects opset imports in a set: sort them so that equal models give equal bytes
     # (and equal sha256) in every process.
     imports = sorted(model.opset_import, key=lambda o: o.domain)
     del model.opset_import[:]
     model.opset_import.extend(imports)
-    schema = feature_schema(spec, classes)
+    if schema is None:
+        schema = feature_schema(spec, getattr(pipeline, "classes_", ()))
     props = {
         "sluice.model": spec.name,
         "sluice.feature_schema": json.dumps(schema.to_event(), sort_keys=True),
         **(metadata or {}),
     }
     onnx.helper.set_model_props(model, props)
-    model.doc_string = f"Sluice model {spec.name}: whole pipeline (preprocessing + {spec.estimator.name})"
+    estimator = type(pipeline.steps[-1][1]).__name__
+    model.doc_string = f"Sluice model {spec.name}: whole pipeline (preprocessing + {estimator})"
     return model.SerializeToString()

@@ -1,4 +1,4 @@
-"""Feature pipelines and candidate estimators: one sklearn Pipeline(ColumnTransformer -> estimator).
+"""Feature pipelines: one sklearn Pipeline(ColumnTransformer -> estimator) per candidate.
 
 The pipeline's input columns are the ONNX input names (``sluice.features.onnx_input_names``) and
 its input frame is built from ``sluice.features.build_feed``, the function serving uses, so the
@@ -8,23 +8,29 @@ float32, missing strings as ``""``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, OneToOneFeatureMixin, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from sluice.errors import SpecError, TrainingError
-from sluice.features import build_feed, date_input_names
+from sluice.errors import SpecError
+from sluice.features import DATE_PARTS, build_feed, date_input_names
 from sluice.specs import EstimatorSpec, FeatureSpec, ModelSpec
+from training.estimators import (
+    LINEAR,
+    Preprocessing,
+    estimator_params,
+    make_estimator,
+    preprocessing_for,
+)
 
 # Tokens are runs of 2+ ASCII letters, digits or underscores. scikit-learn's default pattern
 # ``(?u)\b\w\w+\b`` cannot be reproduced by onnxruntime's re2 tokenizer (skl2onnx silently swaps
@@ -61,112 +67,74 @@ class SignedLog1p(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return np.sign(X) * np.log1p(np.abs(X))
 
 
-# -- estimator registry ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EstimatorEntry:
-    """One candidate estimator: how to build it and the defaults the spec's params override."""
-
-    factory: Callable[..., ClassifierMixin]
-    defaults: dict[str, Any] = field(default_factory=dict)
-    random_state_param: str | None = "random_state"
-
-    def build(self, params: Mapping[str, Any], random_state: int) -> ClassifierMixin:
-        kwargs = {**self.defaults, **params}
-        if self.random_state_param:
-            kwargs.setdefault(self.random_state_param, random_state)
-        return self.factory(**kwargs)
-
-
-ESTIMATORS: dict[str, EstimatorEntry] = {
-    "logistic_regression": EstimatorEntry(
-        LogisticRegression,
-        # class_weight None, not "balanced": over 5 holdout seeds of the household file (C=5) it scored
-        # accuracy 0.739 / macro-F1 0.544 against 0.665 / 0.533, and "balanced" pushed confident
-        # majority-class rows (a Food note) towards rare classes. A spec can still ask for it.
-        defaults={"C": 1.0, "class_weight": None, "max_iter": 3000},
-    ),
-}
-
-
-def make_estimator(spec: EstimatorSpec, random_state: int) -> ClassifierMixin:
-    entry = ESTIMATORS.get(spec.name)
-    if entry is None:
-        raise SpecError(
-            f"estimator.name: unknown estimator {spec.name!r}; known: {', '.join(sorted(ESTIMATORS))}"
-        )
-    try:
-        return entry.build(spec.params, random_state)
-    except TypeError as exc:
-        raise SpecError(f"estimator.params: invalid parameter for {spec.name}: {exc}") from exc
-
-
-def estimator_params(spec: EstimatorSpec, random_state: int) -> dict[str, Any]:
-    """The effective (JSON-friendly) parameters of the estimator a spec asks for."""
-    entry = ESTIMATORS[spec.name]
-    params = {**entry.defaults, **spec.params}
-    if entry.random_state_param:
-        params.setdefault(entry.random_state_param, random_state)
-    return params
-
-
 # -- pipeline -------------------------------------------------------------------------------------
 
 
-def build_preprocessor(features: Iterable[FeatureSpec]) -> ColumnTransformer:
+def _numbers(prep: Preprocessing) -> Pipeline:
+    """Missing numbers (a blank total in the churn file) are imputed inside the graph."""
+    steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+    if prep.scale:
+        steps += [("log", SignedLog1p()), ("scale", StandardScaler())]
+    return Pipeline(steps)
+
+
+def _date_parts(prep: Preprocessing) -> Pipeline:
+    steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+    if prep.scale:
+        steps.append(("scale", StandardScaler()))
+    return Pipeline(steps)
+
+
+def build_preprocessor(features: Iterable[FeatureSpec], prep: Preprocessing = LINEAR) -> ColumnTransformer:
     transformers: list[tuple[str, Any, Any]] = []
+    text_params = {**TEXT_PARAMS, "max_features": prep.text_max_features}
+    if prep.text_counts:
+        text_params.update(use_idf=False, norm=None)
     for f in features:
         if f.kind == "text":
             # A single column name (not a list) hands the vectorizer the 1-D text it expects.
-            transformers.append((f"text_{f.name}", TfidfVectorizer(**TEXT_PARAMS), f.name))
+            transformers.append((f"text_{f.name}", TfidfVectorizer(**text_params), f.name))
         elif f.kind == "categorical":
             transformers.append(
                 (f"cat_{f.name}", OneHotEncoder(handle_unknown="ignore", dtype=np.float32), [f.name])
             )
         elif f.kind == "numeric":
-            transformers.append(
-                (f"num_{f.name}", Pipeline([("log", SignedLog1p()), ("scale", StandardScaler())]), [f.name])
-            )
+            transformers.append((f"num_{f.name}", _numbers(prep), [f.name]))
         elif f.kind == "date":
-            transformers.append((f"date_{f.name}", StandardScaler(), date_input_names(f.name)))
+            transformers.append((f"date_{f.name}", _date_parts(prep), date_input_names(f.name)))
         else:  # pragma: no cover - FeatureKind is a closed Literal
             raise SpecError(f"features: unsupported kind {f.kind!r} for {f.name!r}")
-    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.3)
+    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0 if prep.dense else 0.3)
 
 
-def build_pipeline(spec: ModelSpec) -> Pipeline:
-    return Pipeline(
-        [
-            ("features", build_preprocessor(spec.features)),
-            ("model", make_estimator(spec.estimator, spec.random_state)),
-        ]
-    )
+def build_pipeline(spec: ModelSpec, candidate: EstimatorSpec) -> Pipeline:
+    """Features -> estimator for one candidate of ``spec`` (the spec's task, seed and metric)."""
+    estimator = make_estimator(candidate, spec.random_state, spec.task, spec.effective_metric)
+    prep = preprocessing_for(spec.task, candidate.name)
+    return Pipeline([("features", build_preprocessor(spec.features, prep)), ("model", estimator)])
 
 
-def pipeline_params(spec: ModelSpec) -> dict[str, Any]:
+def pipeline_params(spec: ModelSpec, candidate: EstimatorSpec) -> dict[str, Any]:
     """What was trained, for the registry: estimator parameters and preprocessing choices."""
+    prep = preprocessing_for(spec.task, candidate.name)
+    text = {k: (list(v) if isinstance(v, tuple) else v) for k, v in TEXT_PARAMS.items() if k != "dtype"}
+    numeric = ["median imputation", *(["signed_log1p", "standard scaling"] if prep.scale else [])]
     return {
-        "estimator": spec.estimator.name,
-        "estimator_params": estimator_params(spec.estimator, spec.random_state),
-        "text": {k: (list(v) if isinstance(v, tuple) else v) for k, v in TEXT_PARAMS.items() if k != "dtype"},
+        "estimator": candidate.name,
+        "estimator_params": estimator_params(candidate, spec.random_state, spec.task, spec.effective_metric),
+        "text": {
+            **text,
+            "max_features": prep.text_max_features,
+            "weights": "counts" if prep.text_counts else "tf-idf",
+        },
         "categorical": {"encoder": "one_hot", "handle_unknown": "ignore"},
-        "numeric": {"transform": "signed_log1p", "scaler": "standard"},
-        "date": {"parts": "month, day, dayofweek, hour", "scaler": "standard"},
+        "numeric": numeric,
+        "date": {"parts": ", ".join(DATE_PARTS), "steps": numeric[:1] + numeric[2:]},
+        "dense": prep.dense,
     }
 
 
-# -- data preparation -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    """Rows fit for training: features as records (the shape serving receives) and the target."""
-
-    records: list[dict[str, Any]]
-    y: np.ndarray
-    merged_classes: list[str]
-    dropped_rows: dict[str, int]
+# -- records and frames ---------------------------------------------------------------------------
 
 
 def _cell(value: Any) -> Any:
@@ -198,42 +166,13 @@ def feature_frame(records: Sequence[Mapping[str, Any]], features: Iterable[Featu
     return pd.DataFrame(columns)
 
 
-def prepare_data(spec: ModelSpec, df: pd.DataFrame) -> PreparedData:
-    """Drop rows without a target (or with unusable numbers/dates), merge rare classes."""
-    missing = [c for c in [spec.target, *(f.name for f in spec.features)] if c not in df.columns]
-    if missing:
-        raise TrainingError(f"{spec.name}: column(s) missing from the curated data: {', '.join(missing)}")
-    dropped: dict[str, int] = {}
-    target = df[spec.target].astype("string").str.strip()
-    keep = target.notna() & (target != "")
-    dropped["missing_target"] = int((~keep).sum())
-    for f in spec.features:
-        if f.kind == "numeric":
-            values = pd.to_numeric(df[f.name], errors="coerce").astype("float64")
-            ok = values.notna() & np.isfinite(values.fillna(0.0))
-        elif f.kind == "date":
-            ok = pd.to_datetime(df[f.name], errors="coerce").notna()
-        else:
-            continue
-        dropped[f"missing_{f.name}"] = int((keep & ~ok).sum())
-        keep &= ok
-    df = df.loc[keep.to_numpy()]
-    y = target[keep].astype(str).to_numpy(dtype=object)
-
-    counts = pd.Series(y).value_counts()
-    rare = sorted(str(c) for c in counts[counts < spec.min_class_rows].index if c != spec.rare_label)
-    if rare:
-        y = np.where(np.isin(y, rare), spec.rare_label, y).astype(object)
-    # Stratification needs 2 rows per class; a merged bucket that is still smaller is dropped.
-    counts = pd.Series(y).value_counts()
-    tiny = set(counts[counts < 2].index)
-    if tiny:
-        mask = ~np.isin(y, list(tiny))
-        dropped["tiny_class"] = int((~mask).sum())
-        df, y = df.loc[mask], y[mask]
-    classes = sorted(set(y))
-    if len(classes) < 2:
-        raise TrainingError(f"{spec.name}: need at least 2 classes of {spec.target!r}, found {classes}")
-    if len(y) < 10:
-        raise TrainingError(f"{spec.name}: only {len(y)} usable rows; need at least 10")
-    return PreparedData(records=to_records(df, spec.features), y=y, merged_classes=rare, dropped_rows=dropped)
+def answers(pipeline: Pipeline, task: str, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The native pipeline's answers, keyed as in a parity batch: classification ``labels`` and
+    ``probabilities``; regression ``values``; anomaly ``scores`` (higher = more anomalous, i.e. the
+    negated ``decision_function``, as the exported graph computes)."""
+    if task == "classification":
+        proba = np.asarray(pipeline.predict_proba(frame), dtype=np.float64)
+        return {"labels": np.asarray(pipeline.classes_)[np.argmax(proba, axis=1)], "probabilities": proba}
+    if task == "anomaly":
+        return {"scores": -np.asarray(pipeline.decision_function(frame), dtype=np.float64).reshape(-1)}
+    return {"values": np.asarray(pipeline.predict(frame), dtype=np.float64).reshape(-1)}

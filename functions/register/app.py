@@ -30,5 +30,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_dimension(name="model", value=registered.model)
     name = "ModelsPromoted" if registered.status == "champion" else "ModelsRejected"
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
-    logger.info("registered", extra=registered.to_event())
+    logger.info(registered.summary, extra=registered.to_event())
     return registered.to_event()

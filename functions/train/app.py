@@ -30,7 +30,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         extra={
             "artifact_key": result.artifact_key,
             "metrics": result.metrics,
-            "baseline": result.baseline,
+            "selected": next((c.name for c in result.candidates if c.status == "selected"), None),
+            "candidates": {c.name: c.status for c in result.candidates},
             "parity_key": result.parity_key,
             "rows_train": result.rows_train,
             "rows_holdout": result.rows_holdout,

@@ -1,8 +1,10 @@
-"""Verify Lambda: TrainResult (parity pending) -> TrainResult with its parity report.
+"""Verify Lambda: TrainResult (parity pending) -> TrainResult with its parity report and the
+champion comparison.
 
-Thin on purpose: the work is ``sluice.verification.verify_candidate``. A disagreeing export raises
-ParityError and a changed staged file ArtifactIntegrityError; the state machine catches both and
-registers nothing for that model.
+Thin on purpose: the work is ``sluice.verification.verify_candidate``. A disagreeing export is
+recorded (the Register step rejects it, with the reason); a changed staged file raises
+ArtifactIntegrityError and a graph onnxruntime cannot run ParityError, which the state machine
+catches: nothing is registered for that model.
 """
 
 from __future__ import annotations
@@ -26,5 +28,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     verified = verify_candidate(result)
     metrics.add_dimension(name="model", value=verified.model)
     metrics.add_metric(name="ParityRows", unit=MetricUnit.Count, value=verified.parity.rows)
-    logger.info("parity verified", extra=verified.parity.to_event())
+    logger.info(
+        "verified",
+        extra={"parity": verified.parity.to_event(), "champion": verified.champion.to_event()},
+    )
     return verified.to_event()

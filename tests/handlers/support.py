@@ -22,7 +22,7 @@ from moto import mock_aws
 
 from sluice.aws import reset_clients
 from sluice.settings import get_settings
-from tests.events import ROOT
+from tests.events import DATA, ROOT
 
 if TYPE_CHECKING:
     import pytest
@@ -125,3 +125,36 @@ def load_app(function: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+#: raw files the sample events name (their ingest source keys)
+SOURCE_FILES = {
+    "raw/transactions/daily_household_transactions.csv": DATA
+    / "transactions"
+    / "daily_household_transactions.csv"
+}
+
+
+def stage_curated(s3: Any, event: dict[str, Any]) -> None:
+    """Upload the raw file a train event's ingest result names, run the real ingest on it, and put its
+    curated output where the event says it is (the event's run id is fixed, moto's version ids are not)."""
+    from sluice.contracts import IngestRequest, TrainRequest
+    from sluice.ingest import ingest
+    from sluice.storage import sha256_hex
+
+    request = TrainRequest.model_validate(event)
+    source = request.ingest.source
+    assert source.bucket == BUCKET
+    body = SOURCE_FILES[source.key].read_bytes()
+    assert sha256_hex(body) == source.sha256 and len(body) == source.size
+    s3.put_object(Bucket=BUCKET, Key=source.key, Body=body)
+    result = ingest(IngestRequest(bucket=BUCKET, key=source.key))
+    assert result.rows_clean == request.ingest.rows_clean
+    assert result.models == request.ingest.models
+    for src, dst in [
+        (result.data_key, request.ingest.data_key),
+        (result.schema_key, request.ingest.schema_key),
+        (result.quality_key, request.ingest.quality_key),
+        (result.quarantine_key, request.ingest.quarantine_key),
+    ]:
+        s3.copy_object(Bucket=BUCKET, Key=dst, CopySource={"Bucket": BUCKET, "Key": src})

@@ -13,7 +13,7 @@ import pytest
 from sluice.curated import read_curated
 from sluice.errors import MissingColumnsError, QualityGateError
 from sluice.ingest import ingest_bytes
-from sluice.specs import load_dataset_spec
+from sluice.specs import load_dataset_spec, model_specs_for
 from tests.events import DATA, event_files, load_event
 from tests.handlers.support import BUCKET
 from tests.lambda_context import lambda_context
@@ -69,7 +69,8 @@ def test_object_created_event_writes_curated_outputs(s3, handler, capsys, name):
     assert result["dataset"] == "transactions"
     assert result["rows_read"] == rows
     assert result["rows_read"] == result["rows_clean"] + result["rows_quarantined"]
-    assert result["models"] == ["transaction-category"]
+    assert result["models"] == [m.name for m in model_specs_for("transactions")]
+    assert "transaction-category" in result["models"]
     source = result["source"]
     assert source["key"] == event["detail"]["object"]["key"]
     assert source["version_id"] == event["detail"]["object"]["version-id"]

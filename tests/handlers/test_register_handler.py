@@ -7,37 +7,17 @@ import json
 
 import pytest
 
-from sluice.contracts import RegisterResult, TrainResult
+from sluice.contracts import RegisterResult
 from sluice.errors import AliasConflictError, ArtifactIntegrityError
-from sluice.ingest import ingest_bytes
 from sluice.registry import Registry
-from sluice.specs import load_dataset_spec, load_model_spec
+from sluice.specs import load_model_spec
 from sluice.storage import sha256_hex
-from tests.events import DATA, event_files, load_event
+from tests.events import event_files, load_event
 from tests.handlers.support import BUCKET, Storage
 from tests.lambda_context import lambda_context
-from training.train import train_model
 
 FUNCTION = "register"  # the aws, s3 and handler fixtures (conftest.py) set up this function
 MODEL = "transaction-category"
-SOURCES = {"household.json": DATA / "transactions" / "daily_household_transactions.csv"}
-
-
-@pytest.fixture(scope="module")
-def staged_onnx() -> dict[str, bytes]:
-    """The ONNX file each sample event describes, rebuilt by training on the real file it names.
-
-    Training is deterministic on one machine, but BLAS kernels differ between CPUs (and with
-    OPENBLAS_CORETYPE), so the bytes - and the sha256 the committed event records - may differ
-    here: the ``event`` fixture puts this machine's sha256 into the event."""
-    out = {}
-    for path in event_files("register"):
-        event = TrainResult.model_validate(load_event(path))
-        df = ingest_bytes(SOURCES[path.name].read_bytes(), load_dataset_spec(event.ingest.dataset)).clean
-        trained = train_model(load_model_spec(event.model), df)
-        assert trained.classes == event.feature_schema.classes, f"{path} is stale: regenerate it"
-        out[path.name] = trained.onnx
-    return out
 
 
 @pytest.fixture
@@ -45,13 +25,19 @@ def registry(aws: Storage) -> Registry:
     return Registry(aws.table, aws.bucket)
 
 
+def staged_event(s3, trained_samples, name: str) -> dict:
+    """The register sample ``name`` with this machine's ONNX bytes staged (see trained_samples)."""
+    event = load_event(f"register/{name}")
+    sample = trained_samples[name]
+    assert sample.result.feature_schema.classes == event["feature_schema"]["classes"], f"{name} is stale"
+    s3.put_object(Bucket=BUCKET, Key=event["artifact_key"], Body=sample.onnx)
+    return {**event, "onnx_sha256": sha256_hex(sample.onnx)}
+
+
 @pytest.fixture
-def event(s3, staged_onnx) -> dict:
-    """The household sample event, its staged ONNX file in place."""
-    event = load_event("register/household.json")
-    body = staged_onnx["household.json"]
-    s3.put_object(Bucket=BUCKET, Key=event["artifact_key"], Body=body)
-    return {**event, "onnx_sha256": sha256_hex(body)}
+def event(s3, trained_samples) -> dict:
+    """The household category sample event, its staged ONNX file in place."""
+    return staged_event(s3, trained_samples, "household.json")
 
 
 def emf_metrics(capsys) -> dict[str, list]:
@@ -59,31 +45,23 @@ def emf_metrics(capsys) -> dict[str, list]:
     return {m["Name"]: doc for doc in docs for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
 
 
-def test_every_sample_event_is_covered():
-    assert {p.name for p in event_files("register")} == set(SOURCES)
-
-
 @pytest.mark.parametrize("path", event_files("register"), ids=lambda p: p.name)
-def test_sample_event_registers_version_1_as_champion(s3, handler, registry, staged_onnx, capsys, path):
-    event = load_event(path)
-    s3.put_object(Bucket=BUCKET, Key=event["artifact_key"], Body=staged_onnx[path.name])
-    event["onnx_sha256"] = sha256_hex(staged_onnx[path.name])  # this machine's fit (see staged_onnx)
+def test_sample_event_registers_version_1_as_champion(s3, handler, registry, trained_samples, capsys, path):
+    event = staged_event(s3, trained_samples, path.name)
+    model = event["model"]
+    spec = load_model_spec(model)
 
     out = RegisterResult.model_validate(handler(event, lambda_context("register")))
 
-    assert out == RegisterResult(
-        model=MODEL,
-        version=1,
-        status="champion",
-        reasons=[],
-        previous_champion=None,
-        metrics=event["metrics"],
-    )
-    assert registry.get_alias(MODEL, "champion") == 1
-    mv = registry.get_version(MODEL, 1)
-    assert mv.status == "champion" and mv.onnx_key == f"models/{MODEL}/v1/model.onnx"
-    assert registry.load_onnx(mv) == staged_onnx[path.name]
-    assert mv.onnx_sha256 == event["onnx_sha256"]
+    assert (out.model, out.version, out.status, out.reasons) == (model, 1, "champion", [])
+    assert out.previous_champion is None and out.metric == spec.effective_metric
+    assert out.metrics == event["metrics"]["holdout"]
+    assert out.summary.startswith(f"{model} v1 is the champion")
+    assert registry.get_alias(model, "champion") == 1
+    mv = registry.get_version(model, 1)
+    assert mv.status == "champion" and mv.onnx_key == f"models/{model}/v1/model.onnx"
+    assert registry.load_onnx(mv) == trained_samples[path.name].onnx
+    assert mv.metrics == event["metrics"]["holdout"]  # the registry item carries the holdout metrics
 
     meta = registry.metadata(mv)
     assert meta["source"] == event["ingest"]["source"]
@@ -96,31 +74,49 @@ def test_sample_event_registers_version_1_as_champion(s3, handler, registry, sta
     }
     for key in (
         "metrics",
-        "baseline",
         "parity",
         "params",
         "feature_schema",
         "library_versions",
         "onnx_sha256",
+        "spec_sha256",
     ):
         assert meta[key] == event[key], key
+    assert meta["candidates"] == event["candidates"]
+    assert meta["champion_comparison"] == event["champion"]
+    assert meta["task"] == spec.task and meta["metric"] == spec.effective_metric
     assert meta["spec"] == event["spec"]
     assert meta["code_version"] == "0.1.0"
+    assert {"xgboost-cpu", "onnxmltools", "scikit-learn"} <= set(meta["library_versions"])
     assert meta["version"] == 1 and meta["status"] == "champion"
-    assert {g["gate"] for g in meta["gates"]} == {"parity", "beat_baseline"}
+    expected_gates = {"parity"} if spec.effective_metric is None else {"parity", "beat_baseline", "champion"}
+    assert {g["gate"] for g in meta["gates"]} == expected_gates
     assert all(g["passed"] for g in meta["gates"])
     assert "register_s" in meta["timings"] and "fit_s" in meta["timings"]
 
-    [move] = registry.audit(MODEL)
+    [move] = registry.audit(model)
     assert (move["alias"], move["from"], move["to"]) == ("champion", None, 1)
     assert "passed the gates" in move["reason"]
-    metrics = emf_metrics(capsys)
-    assert metrics["ModelsPromoted"]["model"] == MODEL
+    assert emf_metrics(capsys)["ModelsPromoted"]["model"] == model
+
+
+def champion_comparison(event: dict, candidate: float, champion: float, version: int = 1) -> dict:
+    event = copy.deepcopy(event)
+    event["champion"] = {
+        "version": version,
+        "metric": "accuracy",
+        "candidate": candidate,
+        "champion": champion,
+        "rows": event["rows_holdout"],
+        "note": "",
+    }
+    return event
 
 
 def test_registering_twice_gives_versions_1_and_2_and_moves_the_champion(handler, registry, event):
     first = handler(event, lambda_context("register"))
-    second = handler(event, lambda_context("register"))
+    accuracy = event["metrics"]["holdout"]["accuracy"]
+    second = handler(champion_comparison(event, accuracy, accuracy), lambda_context("register"))
 
     assert (first["version"], second["version"]) == (1, 2)
     assert second["status"] == "champion" and second["previous_champion"] == 1
@@ -129,23 +125,48 @@ def test_registering_twice_gives_versions_1_and_2_and_moves_the_champion(handler
     assert [v.version for v in registry.versions(MODEL)] == [1, 2]
 
 
-def test_a_candidate_no_better_than_the_baseline_is_rejected_and_leaves_the_champion(
+def test_a_candidate_worse_than_the_champion_is_rejected_and_the_champion_stays(
     handler, registry, event, capsys
 ):
     handler(event, lambda_context("register"))
-    worse = copy.deepcopy(event)
-    worse["metrics"]["macro_f1"] = worse["baseline"]["macro_f1"]
+    worse = champion_comparison(event, candidate=0.70, champion=0.72)  # tolerance 0.01
 
-    out = handler(worse, lambda_context("register"))
+    out = RegisterResult.model_validate(handler(worse, lambda_context("register")))
 
-    assert out["version"] == 2 and out["status"] == "rejected" and out["previous_champion"] == 1
-    [reason] = out["reasons"]
-    assert reason.startswith("beat_baseline: holdout macro_f1") and "<= baseline" in reason
+    assert (out.version, out.status, out.previous_champion) == (2, "rejected", 1)
+    [reason] = out.reasons
+    assert reason == (
+        f"champion: accuracy 0.7000 worse than champion v1 0.7200 (tolerance 0.01) on the same "
+        f"{event['rows_holdout']} holdout rows"
+    )
+    assert out.summary == f"{MODEL} v2 rejected: {reason}"
     assert registry.get_alias(MODEL, "champion") == 1
     assert registry.get_version(MODEL, 2).status == "rejected"
-    assert registry.metadata(registry.get_version(MODEL, 2))["reasons"] == out["reasons"]
+    assert registry.metadata(registry.get_version(MODEL, 2))["reasons"] == out.reasons
     assert len(registry.audit(MODEL)) == 1
     assert "ModelsRejected" in emf_metrics(capsys)
+
+    within = champion_comparison(event, candidate=0.715, champion=0.72)
+    assert handler(within, lambda_context("register"))["status"] == "champion"
+
+
+def test_a_comparison_against_a_champion_that_moved_since_is_rejected(handler, registry, event):
+    handler(event, lambda_context("register"))  # v1 is champion now; the candidate saw none
+    out = handler(event, lambda_context("register"))
+    assert out["status"] == "rejected"
+    assert out["reasons"] == [
+        "champion: the champion moved (none at verification, v1 now): retrain to compare"
+    ]
+
+
+def test_a_candidate_no_better_than_the_baseline_is_rejected(handler, registry, event):
+    worse = copy.deepcopy(event)
+    worse["metrics"]["holdout"]["accuracy"] = worse["metrics"]["baseline"]["accuracy"]
+    out = handler(worse, lambda_context("register"))
+    assert out["version"] == 1 and out["status"] == "rejected"
+    [reason] = out["reasons"]
+    assert reason.startswith("beat_baseline: holdout accuracy") and "does not beat baseline" in reason
+    assert registry.get_alias(MODEL, "champion") is None
 
 
 def test_failed_parity_is_rejected_even_without_a_champion(handler, registry, event):
@@ -161,7 +182,7 @@ def test_min_metric_gate_from_the_spec(handler, registry, event):
     out = handler(event, lambda_context("register"))
     assert out["status"] == "rejected"
     assert any(
-        r.startswith("min_metric: holdout macro_f1") and "< minimum 0.9900" in r for r in out["reasons"]
+        r.startswith("min_metric: holdout accuracy") and "< minimum 0.9900" in r for r in out["reasons"]
     )
     assert registry.get_alias(MODEL, "champion") is None
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.errors import SourceObjectError
-from sluice.specs import FeatureKind
+from sluice.specs import FeatureKind, Task
 
 
 class Payload(BaseModel):
@@ -81,47 +81,124 @@ class Feature(Payload):
     kind: FeatureKind
 
 
+class Interval(Payload):
+    """A prediction interval as offsets added to the prediction: ``lower[i] <= 0 <= upper[i]``.
+
+    Regression has one pair; a forecast has one pair per horizon step (``i`` = days ahead - 1)."""
+
+    level: float = Field(description="nominal coverage, e.g. 0.9")
+    lower: list[float]
+    upper: list[float]
+
+
+class ForecastInfo(Payload):
+    """What serving needs to forecast by recursion: the series' tail and how features are made
+    (``sluice.forecasting`` builds the feature row of each next day from it)."""
+
+    horizon: int
+    max_horizon: int = 90
+    lags: list[int]
+    season: int
+    aggregate: str = "sum"
+    history_dates: list[str] = Field(description="ISO dates of the series' last days, oldest first")
+    history_values: list[float]
+
+
 class FeatureSchema(Payload):
-    """What a caller sends (raw fields) and how it becomes the ONNX graph's inputs."""
+    """What a caller sends (raw fields) and how it becomes the ONNX graph's inputs and outputs.
+
+    Outputs by task: classification ``label`` (strings) and ``probabilities`` ([n, n_classes], in
+    ``classes`` order); regression and forecast ``value`` ([n, 1]); anomaly ``score`` ([n, 1],
+    higher = more anomalous; a row is flagged when ``score >= threshold``).
+    """
 
     features: list[Feature]
-    target: str
-    task: Literal["classification"] = "classification"
+    target: str | None = None
+    task: Task = "classification"
     classes: list[str] = Field(default_factory=list)
+    positive_label: str | None = None
     label_output: str = "label"
     probabilities_output: str = "probabilities"
+    value_output: str = "value"
+    score_output: str = "score"
+    threshold: float | None = None
+    interval: Interval | None = None
+    forecast: ForecastInfo | None = None
 
 
 class ParityReport(Payload):
+    """ONNX vs native answers over a parity document: classification compares labels and
+    probabilities, the other tasks the relative difference of values or scores."""
+
     rows: int
-    label_agreement: float
-    max_abs_prob_diff: float
     passed: bool
+    label_agreement: float | None = None
+    max_abs_prob_diff: float | None = None
+    max_rel_diff: float | None = None
+
+
+class CandidateReport(Payload):
+    """One candidate of the search: ``selected`` (the model), ``ok`` (evaluated, not the best) or
+    ``dropped`` (failed, over the time budget, or not tried), with the reason."""
+
+    name: str
+    status: Literal["selected", "ok", "dropped"]
+    cv: dict[str, float] = Field(default_factory=dict, description="mean of each metric over the folds")
+    fit_s: float = 0.0
+    reason: str | None = None
+
+
+class ChampionComparison(Payload):
+    """The candidate and the current champion scored by the Verify step on the candidate's holdout
+    batch with the same code (``sluice.metrics``). ``version`` None: nothing was compared (``note``)."""
+
+    version: int | None = None
+    metric: str | None = None
+    candidate: float | None = None
+    champion: float | None = None
+    rows: int = 0
+    note: str = ""
 
 
 class TrainResult(Payload):
+    """A trained candidate, staged. ``metrics``: ``{"cv": {...}, "holdout": {...}, "baseline": {...}}``
+    with scikit-learn's metric names (the baseline scored on the same holdout)."""
+
     model: str
     run_id: str
     artifact_key: str = Field(description="staging location of model.onnx, copied on registration")
     onnx_sha256: str
-    metrics: dict[str, float]
-    baseline: dict[str, float]
+    metrics: dict[str, dict[str, float]]
+    candidates: list[CandidateReport] = Field(default_factory=list)
     parity: ParityReport | None = Field(None, description="set by the Verify step; None until then")
     parity_key: str | None = Field(None, description="native predictions the Verify step replays")
+    champion: ChampionComparison | None = Field(None, description="set by the Verify step")
     params: dict[str, Any] = Field(default_factory=dict)
     feature_schema: FeatureSchema
     rows_train: int
     rows_holdout: int
     timings: dict[str, float] = Field(default_factory=dict)
     library_versions: dict[str, str] = Field(default_factory=dict)
+    code_version: str = ""
     spec: dict[str, Any] = Field(default_factory=dict)
+    spec_sha256: str = ""
+    diagnostics: dict[str, Any] = Field(default_factory=dict)
     ingest: IngestResult
+
+    @property
+    def task(self) -> Task:
+        return self.feature_schema.task
 
 
 class RegisterResult(Payload):
+    """One model's outcome: its new version, champion or rejected (with the reasons), and a one-line
+    ``summary`` for people (the pipeline's notification lists them)."""
+
     model: str
     version: int
     status: Literal["champion", "rejected"]
     reasons: list[str] = Field(default_factory=list)
     previous_champion: int | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metric: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict, description="holdout metrics")
+    summary: str = ""

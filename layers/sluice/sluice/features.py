@@ -36,6 +36,16 @@ def parse_datetime(value: Any) -> datetime:
     raise TypeError(f"not a date: {value!r}")
 
 
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _date_parts(value: Any) -> list[float]:
+    if value is None or value == "":
+        return [math.nan] * len(DATE_PARTS)
+    return expand_date(parse_datetime(value))
+
+
 def onnx_input_names(features: Iterable[Any]) -> list[str]:
     names: list[str] = []
     for f in features:
@@ -47,7 +57,8 @@ def build_feed(records: Sequence[Mapping[str, Any]], features: Iterable[Any]) ->
     """Column arrays of shape (n, 1) keyed by ONNX input name.
 
     Records must already be validated: text/categorical are strings (None -> ""), numeric are
-    finite numbers, dates are datetimes or ISO strings.
+    finite numbers or None, dates are datetimes, ISO strings or None. A missing number or date
+    becomes NaN, which the graph imputes (as the native pipeline did in training).
     """
     import numpy as np
 
@@ -58,12 +69,12 @@ def build_feed(records: Sequence[Mapping[str, Any]], features: Iterable[Any]) ->
             col = ["" if r.get(f.name) is None else str(r.get(f.name)) for r in records]
             feed[f.name] = np.array(col, dtype=object).reshape(n, 1)
         elif f.kind == "numeric":
-            col = [float(r[f.name]) for r in records]
-            if any(math.isnan(x) or math.isinf(x) for x in col):
+            col = [_number(r.get(f.name)) for r in records]
+            if any(math.isinf(x) for x in col):
                 raise ValueError(f"{f.name}: numeric values must be finite")
             feed[f.name] = np.array(col, dtype=np.float32).reshape(n, 1)
         else:
-            parts = np.array([expand_date(parse_datetime(r[f.name])) for r in records], dtype=np.float32)
+            parts = np.array([_date_parts(r.get(f.name)) for r in records], dtype=np.float32)
             parts = parts.reshape(n, len(DATE_PARTS))
             for i, name in enumerate(date_input_names(f.name)):
                 feed[name] = parts[:, i : i + 1]

@@ -1,10 +1,20 @@
 """Register a trained candidate: gates, an immutable registry version with lineage, the champion alias.
 
 ``register_candidate`` copies the staged ONNX file (refused unless its sha256 is the one training
-recorded), decides the gates, writes version N with status ``champion`` or ``rejected`` and, when
-the candidate passed, moves the ``champion`` alias with a conditional write on the version it held
-before: a concurrent pipeline that moved it first makes this one fail with AliasConflictError
-instead of silently overwriting it.
+recorded), decides the gates of the spec, writes version N with status ``champion`` or ``rejected``
+(with the reasons) and, when the candidate passed, moves the ``champion`` alias with a conditional
+write on the version it held before: a concurrent pipeline that moved it first makes this one fail
+with AliasConflictError instead of silently overwriting it. A rejected candidate leaves the champion.
+
+Gates (``spec.gates``), each direction-aware (``sluice.specs.greater_is_better``):
+
+- ``parity``: the Verify step's replay passed;
+- ``beat_baseline``: the holdout metric beats the baseline's by at least ``baseline_margin``;
+- ``min_metric``: the holdout metric reaches ``min_metric`` (at most, for an error metric);
+- ``champion``: on the same holdout rows (scored by the Verify step), the candidate is no worse than
+  the current champion minus ``champion_tolerance``; ``champion_tolerance: null`` skips it.
+
+An unlabelled anomaly model has no metric: only parity applies.
 """
 
 from __future__ import annotations
@@ -16,8 +26,9 @@ from typing import Any
 import sluice
 from sluice.contracts import RegisterResult, TrainResult
 from sluice.errors import ArtifactIntegrityError
+from sluice.parity import describe
 from sluice.registry import Registry
-from sluice.specs import ModelSpec, load_model_spec, parse_model_spec
+from sluice.specs import ModelSpec, greater_is_better, load_model_spec, parse_model_spec
 from sluice.storage import get_object, sha256_hex
 
 
@@ -38,46 +49,87 @@ def spec_of(result: TrainResult) -> ModelSpec:
     return load_model_spec(result.model)
 
 
-def evaluate_gates(result: TrainResult, spec: ModelSpec) -> list[GateCheck]:
-    """Parity, beat-the-baseline and minimum-metric gates, each with a readable detail."""
-    parity = result.parity
-    if parity is None:
-        checks = [GateCheck("parity", False, "parity was never verified (no Verify step result)")]
-    else:
-        checks = [
-            GateCheck(
-                "parity",
-                parity.passed,
-                f"label agreement {parity.label_agreement:.4f}, max |prob diff| "
-                f"{parity.max_abs_prob_diff:.2e} on {parity.rows} rows",
-            )
-        ]
-    metric = spec.metric
-    value = result.metrics.get(metric)
+def _parity(result: TrainResult) -> GateCheck:
+    if result.parity is None:
+        return GateCheck("parity", False, "parity was never verified (no Verify step result)")
+    return GateCheck("parity", result.parity.passed, describe(result.parity))
+
+
+def _better(metric: str, value: float, than: float) -> bool:
+    return value > than if greater_is_better(metric) else value < than
+
+
+def _at_least(metric: str, value: float, bound: float) -> bool:
+    return value >= bound if greater_is_better(metric) else value <= bound
+
+
+def _baseline(metric: str, value: float, base: float | None, margin: float) -> GateCheck:
+    if base is None:
+        return GateCheck("beat_baseline", False, f"baseline {metric} missing from the train result")
+    target = base + margin if greater_is_better(metric) else base - margin
+    ok = _better(metric, value, base) and _at_least(metric, value, target)
+    by = f" by {margin:g}" if margin else ""
+    verdict = "beats" if ok else "does not beat"
+    return GateCheck("beat_baseline", ok, f"holdout {metric} {value:.4f} {verdict} baseline {base:.4f}{by}")
+
+
+def _minimum(metric: str, value: float, bound: float) -> GateCheck:
+    ok = _at_least(metric, value, bound)
+    if greater_is_better(metric):
+        verb = ">=" if ok else "<"
+        return GateCheck("min_metric", ok, f"holdout {metric} {value:.4f} {verb} minimum {bound:.4f}")
+    verb = "<=" if ok else ">"
+    return GateCheck("min_metric", ok, f"holdout {metric} {value:.4f} {verb} maximum {bound:.4f}")
+
+
+def _champion(result: TrainResult, spec: ModelSpec, current: int | None) -> GateCheck:
+    tolerance = spec.gates.champion_tolerance
+    cmp = result.champion
+    if tolerance is None:
+        return GateCheck("champion", True, "not compared (champion_tolerance is null)")
+    if cmp is None:
+        return GateCheck("champion", current is None, "no champion comparison (no Verify step result)")
+    if cmp.version != current and "not applicable" not in cmp.note:
+        was = f"v{cmp.version}" if cmp.version else "none"
+        return GateCheck(
+            "champion",
+            False,
+            f"the champion moved ({was} at verification, v{current} now): retrain to compare",
+        )
+    if cmp.candidate is None or cmp.champion is None or cmp.metric is None:
+        return GateCheck("champion", True, cmp.note or "not compared")
+    metric = cmp.metric
+    bound = cmp.champion - tolerance if greater_is_better(metric) else cmp.champion + tolerance
+    ok = _at_least(metric, cmp.candidate, bound)
+    verdict = "no worse than" if ok else "worse than"
+    return GateCheck(
+        "champion",
+        ok,
+        f"{metric} {cmp.candidate:.4f} {verdict} champion v{cmp.version} {cmp.champion:.4f} "
+        f"(tolerance {tolerance:g}) on the same {cmp.rows} holdout rows",
+    )
+
+
+def evaluate_gates(
+    result: TrainResult, spec: ModelSpec, current_champion: int | None = None
+) -> list[GateCheck]:
+    """Every gate of ``spec`` on ``result``, each with a readable detail."""
+    checks = [_parity(result)]
+    metric = spec.effective_metric
+    if metric is None:
+        return checks
+    value = result.metrics.get("holdout", {}).get(metric)
     if value is None:
         checks.append(GateCheck("metric", False, f"holdout {metric} missing from the train result"))
         return checks
-    if spec.gates.beat_baseline:
-        base = result.baseline.get(metric)
-        if base is None:
-            checks.append(
-                GateCheck("beat_baseline", False, f"baseline {metric} missing from the train result")
-            )
-        else:
-            verb = ">" if value > base else "<="
-            checks.append(
-                GateCheck(
-                    "beat_baseline", value > base, f"holdout {metric} {value:.4f} {verb} baseline {base:.4f}"
-                )
-            )
-    if spec.gates.min_metric is not None:
-        ok = value >= spec.gates.min_metric
-        verb = ">=" if ok else "<"
+    gates = spec.gates
+    if gates.beat_baseline:
         checks.append(
-            GateCheck(
-                "min_metric", ok, f"holdout {metric} {value:.4f} {verb} minimum {spec.gates.min_metric:.4f}"
-            )
+            _baseline(metric, value, result.metrics.get("baseline", {}).get(metric), gates.baseline_margin)
         )
+    if gates.min_metric is not None:
+        checks.append(_minimum(metric, value, gates.min_metric))
+    checks.append(_champion(result, spec, current_champion))
     return checks
 
 
@@ -86,6 +138,7 @@ def lineage(result: TrainResult, spec: ModelSpec, checks: list[GateCheck], bucke
     ingest = result.ingest
     return {
         "run_id": result.run_id,
+        "task": result.task,
         "dataset": ingest.dataset,
         "source": ingest.source.to_event(),
         "ingest": {
@@ -100,20 +153,33 @@ def lineage(result: TrainResult, spec: ModelSpec, checks: list[GateCheck], bucke
             "rows_quarantined": ingest.rows_quarantined,
         },
         "rows": {"train": result.rows_train, "holdout": result.rows_holdout, "clean": ingest.rows_clean},
-        "metric": spec.metric,
+        "metric": spec.effective_metric,
         "metrics": result.metrics,
-        "baseline": result.baseline,
+        "candidates": [c.to_event() for c in result.candidates],
         "parity": result.parity.to_event() if result.parity else None,
+        "champion_comparison": result.champion.to_event() if result.champion else None,
         "gates": [c.to_dict() for c in checks],
         "params": result.params,
         "feature_schema": result.feature_schema.to_event(),
         "spec": spec.to_dict(),
+        "spec_sha256": result.spec_sha256,
         "library_versions": result.library_versions,
-        "code_version": sluice.__version__,
+        "code_version": result.code_version or sluice.__version__,
         "onnx_sha256": result.onnx_sha256,
         "staged_artifact": {"bucket": bucket, "key": result.artifact_key},
         "timings": result.timings,
+        "diagnostics": result.diagnostics,
     }
+
+
+def summary(
+    model: str, version: int, status: str, metric: str | None, value: float | None, reasons: list[str]
+) -> str:
+    """One line for people: what happened to this model and why."""
+    if status == "rejected":
+        return f"{model} v{version} rejected: {'; '.join(reasons)}"
+    shown = f" ({metric} {value:.4f} on the holdout)" if metric and value is not None else ""
+    return f"{model} v{version} is the champion{shown}"
 
 
 def register_candidate(result: TrainResult, registry: Registry) -> RegisterResult:
@@ -127,11 +193,11 @@ def register_candidate(result: TrainResult, registry: Registry) -> RegisterResul
             f"training recorded {result.onnx_sha256}"
         )
     spec = spec_of(result)
-    checks = evaluate_gates(result, spec)
+    previous = registry.get_alias(result.model, "champion")
+    checks = evaluate_gates(result, spec, previous)
     reasons = [f"{c.gate}: {c.detail}" for c in checks if not c.passed]
     status = "rejected" if reasons else "champion"
 
-    previous = registry.get_alias(result.model, "champion")
     metadata = lineage(result, spec, checks, registry.bucket)
     metadata["previous_champion"] = previous
     metadata["reasons"] = reasons
@@ -147,11 +213,15 @@ def register_candidate(result: TrainResult, registry: Registry) -> RegisterResul
             expected=previous,
             reason=f"run {result.run_id} passed the gates ({passed or 'parity'})",
         )
+    metric = spec.effective_metric
+    holdout = result.metrics.get("holdout", {})
     return RegisterResult(
         model=result.model,
         version=version.version,
         status=status,
         reasons=reasons,
         previous_champion=previous,
-        metrics=result.metrics,
+        metric=metric,
+        metrics=holdout,
+        summary=summary(result.model, version.version, status, metric, holdout.get(metric or ""), reasons),
     )

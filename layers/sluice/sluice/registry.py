@@ -46,6 +46,14 @@ def model_prefix(model: str, version: int) -> str:
     return f"models/{model}/v{version}"
 
 
+def summary_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The flat metrics a version item carries: the holdout ones of ``{"cv", "holdout", "baseline"}``
+    (or an older flat dict as it is)."""
+    if isinstance(metrics.get("holdout"), dict):
+        metrics = metrics["holdout"]
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     model: str
@@ -125,7 +133,7 @@ class Registry:
             onnx_sha256=sha,
             metadata_key=f"{prefix}/metadata.json",
             created_at=created,
-            metrics={k: float(v) for k, v in metadata.get("metrics", {}).items()},
+            metrics=summary_metrics(metadata.get("metrics", {})),
         )
         self._ddb.put_item(
             TableName=self.table,

@@ -1,20 +1,34 @@
-"""The Verify step: replay the native predictions through onnxruntime before anything registers.
+"""The Verify step: replay the native answers through onnxruntime, and score the champion alongside.
 
 Runs in the Verify function on the serving layer, i.e. with the onnxruntime that will serve the
-model. A candidate whose staged file changed since training (sha256) or whose ONNX answers differ
-from the native pipeline's raises, so the state machine records the failure and registers nothing.
+model (and no scikit-learn). It records, for the Register step's gates:
+
+- ``parity``: how far the graph's answers are from the native pipeline's (a disagreeing export is
+  recorded as failed parity and registered as rejected; a staged file changed since training raises
+  ArtifactIntegrityError and a graph onnxruntime cannot run raises ParityError);
+- ``champion``: the candidate and the current champion (its ONNX file checked against the registry's
+  sha256) scored with ``sluice.metrics`` on the candidate's holdout batch, so the gate compares both
+  on the same rows with the same code. Forecasts are not compared yet.
 """
 
 from __future__ import annotations
 
-from sluice.contracts import TrainResult
+from collections.abc import Mapping
+from typing import Any
+
+from sluice.contracts import ChampionComparison, FeatureSchema, TrainResult
 from sluice.errors import ArtifactIntegrityError, ParityError
-from sluice.parity import require_parity, verify_document
+from sluice.metrics import score
+from sluice.parity import holdout_batch, onnx_session, predict, replay
+from sluice.registry import Registry
 from sluice.settings import get_settings
+from sluice.specs import parse_model_spec
 from sluice.storage import get_json, get_object, sha256_hex
 
 
-def verify_candidate(result: TrainResult) -> TrainResult:
+def verify_candidate(result: TrainResult, registry: Registry | None = None) -> TrainResult:
+    """``result`` with its parity report and champion comparison (``registry``: where the champion
+    is; by default the one the environment names, if any)."""
     settings = get_settings()
     settings.require("data_bucket")
     if not result.parity_key:
@@ -26,5 +40,49 @@ def verify_candidate(result: TrainResult) -> TrainResult:
             f"training produced {result.onnx_sha256}"
         )
     document = get_json(settings.data_bucket, result.parity_key)
-    report = require_parity(verify_document(onnx, document), result.model)
-    return result.model_copy(update={"parity": report})
+    report, answers = replay(onnx, document)
+    if registry is None and settings.registry_table:
+        registry = Registry(settings.registry_table, settings.data_bucket)
+    champion = compare_with_champion(result, document, answers, registry)
+    return result.model_copy(update={"parity": report, "champion": champion})
+
+
+def _metric(result: TrainResult) -> str | None:
+    return parse_model_spec(result.spec).effective_metric if result.spec else None
+
+
+def compare_with_champion(
+    result: TrainResult,
+    document: Mapping[str, Any],
+    answers: Mapping[str, Any] | None,
+    registry: Registry | None,
+) -> ChampionComparison:
+    """Score candidate and champion on the candidate's holdout batch (a note when not comparable)."""
+    metric = _metric(result)
+    if result.task == "forecast":
+        return ChampionComparison(metric=metric, note="champion comparison not applicable (forecast)")
+    if metric is None:
+        return ChampionComparison(note="no metric (unlabelled anomaly): nothing to compare")
+    if registry is None:
+        return ChampionComparison(metric=metric, note="no registry configured")
+    version = registry.get_alias(result.model, "champion")
+    if version is None:
+        return ChampionComparison(metric=metric, note="no champion yet")
+    batch = holdout_batch(document)
+    if batch is None or answers is None:
+        return ChampionComparison(version=version, metric=metric, note="the parity document has no holdout")
+    mv = registry.get_version(result.model, version)
+    schema = FeatureSchema.model_validate(registry.metadata(mv)["feature_schema"])
+    records, targets = batch["records"], batch["targets"]
+    base = ChampionComparison(version=version, metric=metric, rows=len(records))
+    if schema.task != result.task:
+        return base.model_copy(update={"note": f"the champion is a {schema.task} model: not compared"})
+    missing = sorted({f.name for f in schema.features} - set(records[0]) if records else set())
+    if missing:
+        note = f"the champion needs field(s) the holdout lacks: {', '.join(missing)}: not compared"
+        return base.model_copy(update={"note": note})
+    theirs = score(schema, targets, predict(onnx_session(registry.load_onnx(mv)), schema, records))
+    ours = score(result.feature_schema, targets, answers)
+    if metric not in theirs or metric not in ours:
+        return base.model_copy(update={"note": f"{metric} cannot be computed on this holdout"})
+    return base.model_copy(update={"candidate": ours[metric], "champion": theirs[metric]})

@@ -13,9 +13,11 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
 from sluice.features import build_feed, onnx_input_names
+from tests.unit.training.conftest import only
 from training.export import LABEL_OUTPUT, PROBABILITIES_OUTPUT, TEXT_LOCALE, export_onnx, initial_types
 from training.parity import check_parity
-from training.pipeline import TOKEN_PATTERN, SignedLog1p
+from training.pipeline import TOKEN_PATTERN, SignedLog1p, answers, feature_frame, to_records
+from training.train import train_model
 
 TRICKY_TEXT = [
     "",
@@ -73,7 +75,8 @@ def test_tokenisation_matches_scikit_learn(household_model, spec, text):
         "amount": 42.0,
         "date": datetime(2018, 9, 20, 12, 4),
     }
-    report = check_parity(household_model.pipeline, household_model.onnx, [record], spec.features)
+    m = household_model
+    report = check_parity(m.pipeline, m.onnx, [record], m.feature_schema)
     assert report.passed, report
 
 
@@ -84,7 +87,9 @@ def test_batch_of_tricky_rows_and_unseen_categories(household_model, spec):
             TRICKY_TEXT, ["Cash", "Bitcoin", "", "Credit Card"] * 4, np.linspace(-1e6, 1e6, 13), strict=False
         )
     ]
-    report = check_parity(household_model.pipeline, household_model.onnx, records, spec.features)
+    report = check_parity(
+        household_model.pipeline, household_model.onnx, records, household_model.feature_schema
+    )
     assert report.passed, report
     session = ort.InferenceSession(household_model.onnx, providers=["CPUExecutionProvider"])
     _, proba = session.run(None, build_feed(records, spec.features))
@@ -109,5 +114,47 @@ def test_initial_types_follow_the_feature_kinds(spec):
     assert all(t.shape == [None, 1] for _, t in types)
 
 
-def test_export_is_repeatable(household_model, spec):
-    assert export_onnx(household_model.pipeline, spec) == household_model.onnx
+def test_export_is_repeatable(household_model):
+    m = household_model
+    assert export_onnx(m.pipeline, m.spec, m.feature_schema) == m.onnx
+
+
+def test_missing_numbers_are_imputed_inside_the_graph(churn_sample):
+    """Churn's total charges are blank in the first month: the graph imputes them as the pipeline did."""
+    trained = train_model(only("churn", "logistic_regression"), churn_sample)
+    blank = churn_sample[churn_sample["total_charges"].isna()]
+    records = to_records(blank, trained.spec.features)
+    assert all(r["total_charges"] is None for r in records)
+    session = ort.InferenceSession(trained.onnx, providers=["CPUExecutionProvider"])
+    _, proba = session.run(None, build_feed(records, trained.spec.features))
+    native = answers(trained.pipeline, "classification", feature_frame(records, trained.spec.features))
+    np.testing.assert_allclose(proba, native["probabilities"], atol=1e-5)
+    imputer = trained.pipeline.named_steps["features"].named_transformers_["num_total_charges"][0]
+    assert np.isfinite(imputer.statistics_).all()
+
+
+def test_anomaly_score_is_the_negated_decision_function(shuttle_df):
+    """Higher = more anomalous; skl2onnx's label output (another convention) is not in the graph."""
+    trained = train_model(only("shuttle-anomaly", "isolation_forest"), shuttle_df)
+    model = onnx.load_from_string(trained.onnx)
+    assert [o.name for o in model.graph.output] == ["score"]
+    assert not [n for n in model.graph.node if "label" in n.output]
+    records = to_records(shuttle_df.head(200), trained.spec.features)
+    session = ort.InferenceSession(trained.onnx, providers=["CPUExecutionProvider"])
+    [score] = session.run(None, build_feed(records, trained.spec.features))
+    decision = trained.pipeline.decision_function(feature_frame(records, trained.spec.features))
+    np.testing.assert_allclose(score[:, 0], -decision, rtol=1e-4, atol=1e-6)
+    labels = shuttle_df["anomaly"].head(200).to_numpy()
+    assert score[labels == 1].mean() > score[labels == 0].mean()
+    schema = trained.feature_schema
+    assert schema.threshold is not None and schema.score_output == "score"
+
+
+def test_regression_exports_one_value_column_and_an_interval(wine_df):
+    trained = train_model(only("wine-quality", "ridge"), wine_df)
+    model = onnx.load_from_string(trained.onnx)
+    [output] = model.graph.output
+    assert output.name == "value"
+    assert [d.dim_value for d in output.type.tensor_type.shape.dim][1:] == [1]
+    interval = trained.feature_schema.interval
+    assert interval.level == 0.9 and interval.lower[0] < 0 < interval.upper[0]
