@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
-from skl2onnx import convert_sklearn, update_registered_converter
+from skl2onnx import convert_sklearn, get_latest_tested_opset_version, update_registered_converter
 from skl2onnx.common.data_types import FloatTensorType
 from skl2onnx.common.shape_calculator import calculate_linear_regressor_output_shapes
 from skl2onnx.operator_converters.random_forest import convert_sklearn_random_forest_regressor_converter
@@ -65,6 +65,7 @@ from training.pipeline import EstimatorEntry
 from training.train import BLAS_THREADS, library_versions
 
 VALUE_OUTPUT = "value"
+ML_OPSET = 3  # the highest ai.onnx.ml opset skl2onnx 1.20 converts to
 MIN_FIT_DAYS = 30  # feature rows (days after the warm-up) the earliest backtest fold fits on
 MIN_FOLDS = 2
 INTERVAL_POOL = 3  # steps either side whose residuals join a step's quantiles
@@ -421,6 +422,9 @@ def export_forecast_onnx(pipeline: Pipeline, spec: ModelSpec, schema: FeatureSch
         name=spec.name,
         initial_types=[(f.name, FloatTensorType([None, 1])) for f in schema.features],
         final_types=[(VALUE_OUTPUT, FloatTensorType([None, 1]))],
+        # onnxmltools writes XGBoost as ai.onnx.ml 5 TreeEnsemble unless told the highest ml opset
+        # skl2onnx accepts; the other converters stay within it anyway
+        target_opset={"": get_latest_tested_opset_version(), "ai.onnx.ml": ML_OPSET},
     )
     # skl2onnx collects opset imports in a set: sorted, equal models give equal bytes (and sha256)
     imports = sorted(model.opset_import, key=lambda o: o.domain)

@@ -344,3 +344,11 @@ def test_equal_inputs_give_equal_onnx_bytes(revenue_spec, revenue_df):
     first = train_forecast(spec, revenue_df, verify=False)
     second = train_forecast(spec, revenue_df, verify=False)
     assert first.onnx_sha256 == second.onnx_sha256
+
+
+@pytest.mark.parametrize("name", ["ridge", "xgboost"])
+def test_every_candidate_exports_with_parity(revenue_spec, revenue_df, name):
+    """The built-in specs select hist_gradient_boosting; the other candidates must export as well."""
+    trained = train_forecast(variant(revenue_spec, candidates=[{"name": name}]), revenue_df)
+    assert trained.params["estimator"] == name
+    assert trained.parity["passed"] and trained.parity["rows"] == 2 * 30 + 8
