@@ -11,35 +11,55 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sluice.errors import SpecError, UnknownDatasetError
+from sluice.specs.base import ColumnType, FeatureKind, Spec, field_error
+from sluice.specs.model import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_METRIC,
+    METRICS,
+    AnomalySpec,
+    EstimatorSpec,
+    FeatureSpec,
+    FilterSpec,
+    ForecastSignSpec,
+    ForecastSpec,
+    GateSpec,
+    ModelSpec,
+    SearchSpec,
+    SplitSpec,
+    Task,
+    greater_is_better,
+)
 
-ColumnType = Literal["string", "text", "float", "int", "datetime"]
-FeatureKind = Literal["text", "categorical", "numeric", "date"]
-Task = Literal["classification"]
+__all__ = [
+    "DEFAULT_CANDIDATES",
+    "DEFAULT_METRIC",
+    "METRICS",
+    "AnomalySpec",
+    "ColumnSpec",
+    "ColumnType",
+    "DatasetSpec",
+    "EstimatorSpec",
+    "FeatureKind",
+    "FeatureSpec",
+    "FilterSpec",
+    "ForecastSignSpec",
+    "ForecastSpec",
+    "FormatSpec",
+    "GateSpec",
+    "ModelSpec",
+    "RuleSpec",
+    "SearchSpec",
+    "SignSpec",
+    "SplitSpec",
+    "Task",
+    "greater_is_better",
+]
 
 
-def _field_error(message: str) -> PydanticCustomError:
-    """A validation error whose message starts with the field path (no "Value error, " prefix)."""
-    return PydanticCustomError("spec_field", "{message}", {"message": message})
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field, defaults included: what lineage records."""
-        return self.model_dump(mode="json", exclude_none=True)
-
-    def to_yaml(self) -> str:
-        """For people: fields left at their defaults are omitted (parsing restores them)."""
-        data = self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
-        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-
-
-class RuleSpec(_Spec):
+class RuleSpec(Spec):
     """Validation rules on a typed value; a failing row is quarantined with ``<column>:<rule>``."""
 
     min: float | None = Field(None, description="numbers below fail: below_min (float/int columns)")
@@ -65,7 +85,7 @@ class RuleSpec(_Spec):
         return v
 
 
-class ColumnSpec(_Spec):
+class ColumnSpec(Spec):
     name: str
     type: ColumnType = "string"
     required: bool = Field(False, description="the column must be present in the file's header")
@@ -87,7 +107,7 @@ class ColumnSpec(_Spec):
         return v
 
 
-class FormatSpec(_Spec):
+class FormatSpec(Spec):
     """Overrides for what ingest otherwise detects (and reports in quality.json ``format``)."""
 
     encoding: str | None = Field(None, description="e.g. utf-8, utf-8-sig, cp1252, latin-1")
@@ -99,7 +119,7 @@ class FormatSpec(_Spec):
     compression: Literal["gzip", "none"] | None = None
 
 
-class SignSpec(_Spec):
+class SignSpec(Spec):
     """Signs carried by another column: rows whose ``column`` is in ``negative`` get ``-abs(amount)``."""
 
     amount: str = Field(description="the numeric column whose sign is set")
@@ -107,7 +127,7 @@ class SignSpec(_Spec):
     negative: list[str] = Field(description="values meaning a debit / outflow (matched case-insensitively)")
 
 
-class DatasetSpec(_Spec):
+class DatasetSpec(Spec):
     name: str
     description: str = ""
     columns: list[ColumnSpec]
@@ -142,23 +162,23 @@ class DatasetSpec(_Spec):
             rules, where = col.rules, f"columns.{i}.rules"
             for field in ("min", "max"):
                 if getattr(rules, field) is not None and col.type not in ("float", "int"):
-                    raise _field_error(
+                    raise field_error(
                         f"{where}.{field}: {field} applies to float and int columns only; "
                         f"column {col.name!r} is {col.type}"
                     )
             for field in ("allowed", "regex"):
                 if getattr(rules, field) is not None and col.type not in ("string", "text"):
-                    raise _field_error(
+                    raise field_error(
                         f"{where}.{field}: {field} applies to string and text columns only; "
                         f"column {col.name!r} is {col.type}"
                     )
             if rules.min is not None and rules.max is not None and rules.min > rules.max:
-                raise _field_error(
+                raise field_error(
                     f"{where}.min: min ({rules.min:g}) is greater than max ({rules.max:g}) "
                     f"for column {col.name!r}"
                 )
             if rules.allowed is not None and not rules.allowed:
-                raise _field_error(f"{where}.allowed: list at least one value for column {col.name!r}")
+                raise field_error(f"{where}.allowed: list at least one value for column {col.name!r}")
         return self
 
     def column(self, name: str) -> ColumnSpec:
@@ -168,45 +188,7 @@ class DatasetSpec(_Spec):
         raise KeyError(name)
 
 
-class FeatureSpec(_Spec):
-    name: str
-    kind: FeatureKind
-
-
-class EstimatorSpec(_Spec):
-    name: str = "logistic_regression"
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class GateSpec(_Spec):
-    min_metric: float | None = None
-    beat_baseline: bool = True
-
-
-class ModelSpec(_Spec):
-    name: str
-    dataset: str
-    task: Task = "classification"
-    target: str
-    features: list[FeatureSpec]
-    estimator: EstimatorSpec = Field(default_factory=EstimatorSpec)
-    metric: Literal["accuracy", "macro_f1"] = "macro_f1"
-    holdout_fraction: float = Field(0.2, gt=0.0, lt=0.5)
-    min_class_rows: int = Field(5, ge=2, description="rarer classes are merged into rare_label")
-    rare_label: str = "Other"
-    random_state: int = 42
-    gates: GateSpec = Field(default_factory=GateSpec)
-
-    @model_validator(mode="after")
-    def _target_not_feature(self) -> ModelSpec:
-        if self.target in {f.name for f in self.features}:
-            raise ValueError(f"target {self.target!r} is also listed as a feature")
-        if not self.features:
-            raise ValueError("features: at least one feature is required")
-        return self
-
-
-def _validate(cls: type[_Spec], data: Any, source: str) -> Any:
+def _validate(cls: type[Spec], data: Any, source: str) -> Any:
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
