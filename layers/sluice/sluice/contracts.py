@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.errors import SourceObjectError
-from sluice.specs import FeatureKind
+from sluice.specs import FeatureKind, Task
 
 
 class Payload(BaseModel):
@@ -81,15 +81,49 @@ class Feature(Payload):
     kind: FeatureKind
 
 
+class Interval(Payload):
+    """A prediction interval as offsets added to the prediction: ``lower[i] <= 0 <= upper[i]``.
+
+    Regression has one pair; a forecast has one pair per horizon step (``i`` = days ahead - 1)."""
+
+    level: float = Field(description="nominal coverage, e.g. 0.9")
+    lower: list[float]
+    upper: list[float]
+
+
+class ForecastInfo(Payload):
+    """What serving needs to forecast by recursion: the series' tail and how features are made
+    (``sluice.forecasting`` builds the feature row of each next day from it)."""
+
+    horizon: int
+    max_horizon: int = 90
+    lags: list[int]
+    season: int
+    aggregate: str = "sum"
+    history_dates: list[str] = Field(description="ISO dates of the series' last days, oldest first")
+    history_values: list[float]
+
+
 class FeatureSchema(Payload):
-    """What a caller sends (raw fields) and how it becomes the ONNX graph's inputs."""
+    """What a caller sends (raw fields) and how it becomes the ONNX graph's inputs and outputs.
+
+    Outputs by task: classification ``label`` (strings) and ``probabilities`` ([n, n_classes], in
+    ``classes`` order); regression and forecast ``value`` ([n, 1]); anomaly ``score`` ([n, 1],
+    higher = more anomalous; a row is flagged when ``score >= threshold``).
+    """
 
     features: list[Feature]
-    target: str
-    task: Literal["classification"] = "classification"
+    target: str | None = None
+    task: Task = "classification"
     classes: list[str] = Field(default_factory=list)
+    positive_label: str | None = None
     label_output: str = "label"
     probabilities_output: str = "probabilities"
+    value_output: str = "value"
+    score_output: str = "score"
+    threshold: float | None = None
+    interval: Interval | None = None
+    forecast: ForecastInfo | None = None
 
 
 class ParityReport(Payload):
