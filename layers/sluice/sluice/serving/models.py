@@ -357,6 +357,16 @@ class ModelStore:
             return challenger, CHALLENGER
         return champion, CHAMPION
 
+    def history(self, name: str) -> dict[str, Any]:
+        """The model's aliases and registered versions, from the registry."""
+        registry = self.registry
+        versions = [
+            {"version": v.version, "status": v.status, "created_at": v.created_at, "metrics": v.metrics}
+            for v in registry.versions(name)
+        ]
+        aliases = {alias: registry.get_alias(name, alias) for alias in (CHAMPION, CHALLENGER)}
+        return {"aliases": aliases, "versions": versions}
+
     def list_models(self) -> list[dict[str, Any]]:
         """Every registered model with its champion version and metrics (cached for the interval)."""
         listing = self._listing

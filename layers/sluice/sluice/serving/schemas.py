@@ -157,18 +157,27 @@ class ModelSummary(BaseModel):
     name: str
     champion_version: int | None = Field(description="version served by /predict; null if none yet")
     latest_version: int | None
-    metrics: dict[str, float] = Field(default_factory=dict, description="holdout metrics of the champion")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="holdout metrics of the champion")
 
 
 class ModelList(BaseModel):
     models: list[ModelSummary]
 
 
+class VersionSummary(BaseModel):
+    version: int
+    status: str = Field(description="champion, challenger, accepted or rejected when registered")
+    created_at: str
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
 class ModelDetail(BaseModel):
     name: str
     version: int = Field(description="the champion version that /predict serves")
-    metrics: dict[str, float] = Field(default_factory=dict, description="holdout metrics of that version")
-    feature_schema: dict[str, Any] = Field(description="the raw fields /predict takes, and the classes")
+    aliases: dict[str, int | None] = Field(description="champion and challenger versions")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="metrics of the champion")
+    feature_schema: dict[str, Any] = Field(description="the raw fields /predict takes, and the outputs")
+    versions: list[VersionSummary] = Field(default_factory=list, description="every registered version")
 
 
 class PredictionOut(BaseModel):
