@@ -124,6 +124,9 @@ class FeatureSchema(Payload):
     threshold: float | None = None
     interval: Interval | None = None
     forecast: ForecastInfo | None = None
+    reference: dict[str, Any] | None = Field(
+        None, description="a typical record (medians, most frequent values): the baseline of /explain"
+    )
 
 
 class ParityReport(Payload):

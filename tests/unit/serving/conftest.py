@@ -140,6 +140,10 @@ class FakeRegistry:
             raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
         return (self.aliases if alias == "champion" else self.challengers).get(model)
 
+    def versions(self, model: str) -> list[ModelVersion]:
+        self.calls.append(f"versions:{model}")
+        return [mv for (m, _), mv in sorted(self.versions_.items()) if m == model]
+
     def get_version(self, model: str, version: int) -> ModelVersion:
         self.calls.append(f"get_version:{model}:{version}")
         if (model, version) not in self.versions_:

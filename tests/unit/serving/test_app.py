@@ -330,3 +330,18 @@ def test_request_id_comes_from_api_gateway_when_well_formed(request_id: Any, kep
 
     assert (request_id_of(scope) == request_id) is kept
     uuid.UUID(request_id_of({}))
+
+
+def test_model_detail_lists_aliases_and_versions(app: FastAPI, registry: FakeRegistry) -> None:
+    resp = request(app, "GET", f"/v1/models/{NAME}")
+
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["version"] == 1 and body["aliases"] == {"champion": 1, "challenger": None}
+    assert [v["version"] for v in body["versions"]] == [1] and body["versions"][0]["status"] == "champion"
+    assert [f["name"] for f in body["feature_schema"]["features"]] == [
+        "description",
+        "payment_method",
+        "amount",
+        "date",
+    ]

@@ -168,6 +168,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(predictions.router)
+    app.include_router(predictions.shortcuts)
     app.include_router(feedback.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

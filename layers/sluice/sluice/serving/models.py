@@ -84,49 +84,143 @@ class ServedModel:
     def __post_init__(self) -> None:
         object.__setattr__(self, "validator", RecordValidator(self.schema.features))
 
-    def check(self) -> None:
-        """Refuse a graph that does not take the schema's inputs or give its outputs."""
+    @property
+    def task(self) -> str:
+        return self.schema.task
+
+    def _outputs(self) -> list[str]:
+        """The graph outputs this task reads, in the order ``_run`` returns them."""
         schema = self.schema
-        if not schema.classes:
-            raise IncompatibleModelError(f"{self.name} v{self.version}: feature schema lists no classes")
+        if schema.task == "classification":
+            return [schema.label_output, schema.probabilities_output]
+        if schema.task == "anomaly":
+            return [schema.score_output]
+        return [schema.value_output]  # regression, forecast
+
+    def check(self) -> None:
+        """Refuse a graph that does not take the schema's inputs or give its task's outputs."""
+        schema, where = self.schema, f"{self.name} v{self.version}"
+        if schema.task == "classification" and not schema.classes:
+            raise IncompatibleModelError(f"{where}: feature schema lists no classes")
+        if schema.task == "anomaly" and schema.threshold is None:
+            raise IncompatibleModelError(f"{where}: an anomaly model needs its threshold")
+        if schema.task == "forecast" and schema.forecast is None:
+            raise IncompatibleModelError(f"{where}: a forecast model needs its series history")
         expected = set(onnx_input_names(schema.features))
         actual = {i.name for i in self.session.get_inputs()}
         if expected != actual:
             raise IncompatibleModelError(
-                f"{self.name} v{self.version}: graph inputs {sorted(actual)} "
-                f"!= schema inputs {sorted(expected)}"
+                f"{where}: graph inputs {sorted(actual)} != schema inputs {sorted(expected)}"
             )
-        outputs = {o.name for o in self.session.get_outputs()}
-        missing = {schema.label_output, schema.probabilities_output} - outputs
+        missing = set(self._outputs()) - {o.name for o in self.session.get_outputs()}
         if missing:
-            raise IncompatibleModelError(
-                f"{self.name} v{self.version}: graph lacks output(s) {sorted(missing)}"
-            )
+            raise IncompatibleModelError(f"{where}: graph lacks output(s) {sorted(missing)}")
         # One synthetic record: proves the graph runs here and allocates before the first caller.
-        record = {f.name: _WARM_UP_VALUES[f.kind] for f in schema.features}
-        _, probabilities = self._run([record])
-        if probabilities.shape != (1, len(schema.classes)):
-            raise IncompatibleModelError(
-                f"{self.name} v{self.version}: probabilities of shape {probabilities.shape} "
-                f"for {len(schema.classes)} classes"
-            )
+        outputs = self._run([{f.name: _WARM_UP_VALUES[f.kind] for f in schema.features}])
+        width = len(schema.classes) if schema.task == "classification" else 1
+        shape = np.asarray(outputs[-1]).reshape(1, -1).shape
+        if shape != (1, width):
+            raise IncompatibleModelError(f"{where}: output of shape {shape}, expected (1, {width})")
 
-    def _run(self, records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        feed = build_feed(records, self.schema.features)
-        labels, probabilities = self.session.run(
-            [self.schema.label_output, self.schema.probabilities_output], feed
-        )
-        return labels, probabilities
+    def _run(self, records: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
+        return self.session.run(self._outputs(), build_feed(records, self.schema.features))
 
     def predict(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Validated records -> ``[{"label": ..., "probabilities": {class: p}}]`` in input order."""
-        labels, probabilities = self._run(records)
-        classes = self.schema.classes
-        rows = np.asarray(probabilities, dtype=np.float64).round(PROBABILITY_DIGITS).tolist()
-        return [
-            {"label": str(label), "probabilities": dict(zip(classes, row, strict=True))}
-            for label, row in zip(labels.tolist(), rows, strict=True)
+        """Validated records -> one answer per record, in input order:
+
+        classification ``{"label", "probabilities": {class: p}}``; regression ``{"value",
+        "interval": {"level", "lower", "upper"}}``; anomaly ``{"score", "flag", "threshold"}``."""
+        outputs = self._run(records)
+        return self.answers(outputs)
+
+    def answers(self, outputs: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+        schema = self.schema
+        if schema.task == "classification":
+            labels, probabilities = outputs
+            rows = np.asarray(probabilities, dtype=np.float64).round(PROBABILITY_DIGITS).tolist()
+            return [
+                {"label": str(label), "probabilities": dict(zip(schema.classes, row, strict=True))}
+                for label, row in zip(np.asarray(labels).reshape(-1).tolist(), rows, strict=True)
+            ]
+        values = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
+        if schema.task == "anomaly":
+            threshold = float(schema.threshold or 0.0)
+            return [
+                {"score": round(v, PROBABILITY_DIGITS), "flag": bool(v >= threshold), "threshold": threshold}
+                for v in values.tolist()
+            ]
+        interval = schema.interval
+        out = []
+        for v in values.tolist():
+            answer: dict[str, Any] = {"value": v}
+            if interval is not None and interval.lower:
+                answer["interval"] = {
+                    "level": interval.level,
+                    "lower": v + interval.lower[0],
+                    "upper": v + interval.upper[0],
+                }
+            out.append(answer)
+        return out
+
+    def forecast(self, days: int) -> list[dict[str, Any]]:
+        """``days`` daily values after the training series by recursion, each with its interval."""
+        from sluice.forecasting import interval_offsets, recursive_forecast
+
+        info = self.schema.forecast
+        if info is None:
+            raise IncompatibleModelError(f"{self.name} v{self.version} is not a forecast model")
+        output = self.schema.value_output
+
+        def predict(feed: Mapping[str, np.ndarray]) -> np.ndarray:
+            return self.session.run([output], dict(feed))[0]
+
+        dates, values = recursive_forecast(predict, info, days)
+        series = [{"date": d, "value": v} for d, v in zip(dates, values, strict=True)]
+        interval = self.schema.interval
+        if interval is not None and interval.lower:
+            lower, upper = interval_offsets(interval.lower, interval.upper, days)
+            for point, lo, hi in zip(series, lower, upper, strict=True):
+                point["lower"], point["upper"] = point["value"] + lo, point["value"] + hi
+        return series
+
+    def explain(self, record: Mapping[str, Any], baseline: Mapping[str, Any]) -> dict[str, Any]:
+        """Per-feature contributions by occlusion, from the served graph alone: the record, then the
+        record with each feature in turn set to its baseline value, in one onnxruntime call.
+
+        A feature's contribution is how much the explained output (the predicted class's
+        probability, the value, or the anomaly score) drops when that feature takes its baseline
+        value; ``baseline_output`` is the output with every feature at its baseline."""
+        features = self.schema.features
+        rows = [dict(record), dict(baseline)]
+        for f in features:
+            rows.append({**record, f.name: baseline[f.name]})
+        outputs = self._run(rows)
+        answers = self.answers(outputs)
+        if self.task == "classification":
+            label = answers[0]["label"]
+            column = self.schema.classes.index(label)
+            scores = np.asarray(outputs[1], dtype=np.float64)[:, column]
+            explained = f"probability of {label!r}"
+        else:
+            scores = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
+            explained = "score" if self.task == "anomaly" else "value"
+        contributions = [
+            {
+                "feature": f.name,
+                "value": record.get(f.name),
+                "baseline": baseline[f.name],
+                "contribution": float(scores[0] - scores[2 + i]),
+            }
+            for i, f in enumerate(features)
         ]
+        contributions.sort(key=lambda c: -abs(c["contribution"]))
+        return {
+            "prediction": answers[0],
+            "explained_output": explained,
+            "output": float(scores[0]),
+            "baseline_output": float(scores[1]),
+            "contributions": contributions,
+        }
 
 
 @tracer.capture_method(capture_response=False)
@@ -262,6 +356,16 @@ class ModelStore:
         if challenger is not None and in_share(f"{name}:{caller}", challenger.challenger_share):
             return challenger, CHALLENGER
         return champion, CHAMPION
+
+    def history(self, name: str) -> dict[str, Any]:
+        """The model's aliases and registered versions, from the registry."""
+        registry = self.registry
+        versions = [
+            {"version": v.version, "status": v.status, "created_at": v.created_at, "metrics": v.metrics}
+            for v in registry.versions(name)
+        ]
+        aliases = {alias: registry.get_alias(name, alias) for alias in (CHAMPION, CHALLENGER)}
+        return {"aliases": aliases, "versions": versions}
 
     def list_models(self) -> list[dict[str, Any]]:
         """Every registered model with its champion version and metrics (cached for the interval)."""

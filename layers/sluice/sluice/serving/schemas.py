@@ -157,23 +157,39 @@ class ModelSummary(BaseModel):
     name: str
     champion_version: int | None = Field(description="version served by /predict; null if none yet")
     latest_version: int | None
-    metrics: dict[str, float] = Field(default_factory=dict, description="holdout metrics of the champion")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="holdout metrics of the champion")
 
 
 class ModelList(BaseModel):
     models: list[ModelSummary]
 
 
+class VersionSummary(BaseModel):
+    version: int
+    status: str = Field(description="champion, challenger, accepted or rejected when registered")
+    created_at: str
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
 class ModelDetail(BaseModel):
     name: str
     version: int = Field(description="the champion version that /predict serves")
-    metrics: dict[str, float] = Field(default_factory=dict, description="holdout metrics of that version")
-    feature_schema: dict[str, Any] = Field(description="the raw fields /predict takes, and the classes")
+    aliases: dict[str, int | None] = Field(description="champion and challenger versions")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="metrics of the champion")
+    feature_schema: dict[str, Any] = Field(description="the raw fields /predict takes, and the outputs")
+    versions: list[VersionSummary] = Field(default_factory=list, description="every registered version")
 
 
 class PredictionOut(BaseModel):
-    label: str
-    probabilities: dict[str, float] = Field(description="probability per class, in the model's class order")
+    """One answer; which fields depend on the model's task."""
+
+    label: str | None = Field(None, description="classification: the predicted class")
+    probabilities: dict[str, float] | None = Field(None, description="classification: probability per class")
+    value: float | None = Field(None, description="regression: the predicted value")
+    interval: dict[str, float] | None = Field(None, description="regression: level, lower, upper")
+    score: float | None = Field(None, description="anomaly: higher is more anomalous")
+    flag: bool | None = Field(None, description="anomaly: score >= threshold")
+    threshold: float | None = Field(None, description="anomaly: the score flagging a record")
 
 
 class PredictResponse(BaseModel):
@@ -184,6 +200,41 @@ class PredictResponse(BaseModel):
     )
     request_id: str
     predictions: list[PredictionOut]
+
+
+class ForecastPoint(BaseModel):
+    date: str
+    value: float
+    lower: float | None = None
+    upper: float | None = None
+
+
+class ForecastResponse(BaseModel):
+    model: str
+    version: int
+    alias: Literal["champion", "challenger"]
+    request_id: str
+    days: int
+    forecast: list[ForecastPoint]
+
+
+class Contribution(BaseModel):
+    feature: str
+    value: Any
+    baseline: Any
+    contribution: float = Field(description="output(record) - output(record with this feature at baseline)")
+
+
+class ExplainResponse(BaseModel):
+    model: str
+    version: int
+    alias: Literal["champion", "challenger"]
+    request_id: str
+    prediction: PredictionOut
+    explained_output: str = Field(description="what the contributions explain")
+    output: float
+    baseline_output: float = Field(description="the output with every feature at its baseline")
+    contributions: list[Contribution] = Field(description="largest effect first")
 
 
 PREDICT_REQUEST_SCHEMA: dict[str, Any] = {

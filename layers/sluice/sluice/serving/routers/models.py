@@ -34,11 +34,12 @@ async def list_models(request: Request) -> dict[str, Any]:
     responses={404: {"model": ErrorResponse}},
 )
 async def get_model(name: str, request: Request) -> dict[str, Any]:
-    # loads (and verifies) the champion if needed
-    model = await run_in_threadpool(request.app.state.store.get, name)
+    store = request.app.state.store
+    model = await run_in_threadpool(store.get, name)  # loads (and verifies) the champion if needed
     return {
         "name": model.name,
         "version": model.version,
         "metrics": model.metrics,
         "feature_schema": model.schema.to_event(),
+        **(await run_in_threadpool(store.history, name)),
     }

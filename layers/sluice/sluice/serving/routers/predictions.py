@@ -10,7 +10,7 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -23,6 +23,8 @@ from sluice.serving.schemas import (
     MAX_RECORDS,
     PREDICT_REQUEST_SCHEMA,
     ErrorResponse,
+    ExplainResponse,
+    ForecastResponse,
     PredictResponse,
 )
 
@@ -110,6 +112,13 @@ async def run_predict(
     without FastAPI's routing and dependency machinery (a third of a prediction's latency)."""
     payload = parse_json(body)
     model, alias = await served(app.state.store, name, caller_key(headers, request_id))
+    if model.task == "forecast":
+        raise ApiError(
+            422,
+            "wrong_route",
+            f"{name} is a forecast model: POST /v1/models/{name}/forecast?days=N",
+            [{"field": "name", "rule": "task", "message": "forecast models forecast, they do not predict"}],
+        )
     records = model.validator.validate(payload)
     predictions = model.predict(records)
     latency_ms = (time.perf_counter() - started) * 1000.0
@@ -148,3 +157,133 @@ async def predict(
     body = await read_body(request)
     request_id = request.scope["state"]["request_id"]
     return JSONResponse(await run_predict(request.app, name, body, request.headers, request_id, started))
+
+
+FORECAST_DAYS = Query(ge=1, le=90, description="days to forecast (default: the model's horizon)")
+
+
+async def run_forecast(
+    app: Any, name: str, days: int | None, headers: Any, request_id: str
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    model, alias = await served(app.state.store, name, caller_key(headers, request_id))
+    info = model.schema.forecast
+    if model.task != "forecast" or info is None:
+        raise ApiError(
+            422,
+            "wrong_route",
+            f"{name} is a {model.task} model: POST /v1/models/{name}/predict",
+            [{"field": "name", "rule": "task", "message": "only forecast models forecast"}],
+        )
+    days = days or info.horizon
+    if days > info.max_horizon:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"invalid request: days (at most {info.max_horizon})",
+            [{"field": "days", "rule": "less_than_equal", "message": f"at most {info.max_horizon} days"}],
+        )
+    series = model.forecast(days)
+    record_prediction(model.name, model.version, days, (time.perf_counter() - started) * 1000.0)
+    return {
+        "model": model.name,
+        "version": model.version,
+        "alias": alias,
+        "request_id": request_id,
+        "days": days,
+        "forecast": series,
+    }
+
+
+@router.post(
+    "/{name}/forecast",
+    response_model=ForecastResponse,
+    summary="Forecast the next days of a forecast model's series (recursive, with intervals)",
+)
+async def forecast(
+    name: Annotated[str, Path(description="model name, e.g. cashflow-forecast")],
+    request: Request,
+    days: Annotated[int | None, FORECAST_DAYS] = None,
+) -> JSONResponse:
+    request_id = request.scope["state"]["request_id"]
+    return JSONResponse(await run_forecast(request.app, name, days, request.headers, request_id))
+
+
+def baseline_record(model: ServedModel) -> dict[str, Any]:
+    """The record /explain compares with: the training data's typical record when the model has
+    one (medians, most frequent values), else neutral values (empty text, 0, 2000-01-01)."""
+    reference = model.schema.reference or {}
+    neutral = {"text": "", "categorical": "", "numeric": 0.0, "date": "2000-01-01T00:00:00"}
+    return {f.name: reference.get(f.name, neutral[f.kind]) for f in model.schema.features}
+
+
+@router.post(
+    "/{name}/explain",
+    response_model=ExplainResponse,
+    summary="Per-feature contributions to one prediction, computed from the served ONNX model",
+    openapi_extra={"requestBody": PREDICT_REQUEST_SCHEMA},
+)
+async def explain(
+    name: Annotated[str, Path(description="model name, e.g. transaction-category")],
+    request: Request,
+) -> JSONResponse:
+    request_id = request.scope["state"]["request_id"]
+    payload = parse_json(await read_body(request))
+    model, alias = await served(request.app.state.store, name, caller_key(request.headers, request_id))
+    if model.task == "forecast":
+        raise ApiError(422, "wrong_route", f"{name} is a forecast model: nothing to explain per record")
+    records = model.validator.validate(payload)
+    if len(records) != 1:
+        message = "explain takes one record"
+        detail = {"field": "records", "rule": "one", "message": message}
+        raise ApiError(422, "validation_error", message, [detail])
+    (record,) = records
+    baseline = model.validator.validate(baseline_record(model))[0]
+    result = model.explain(record, baseline)
+    return JSONResponse(
+        {"model": model.name, "version": model.version, "alias": alias, "request_id": request_id, **result}
+    )
+
+
+# Convenience routes of the built-in use cases: the same answers as /v1/models/<model>/...
+SHORTCUTS = {
+    "category": "transaction-category",
+    "amount": "transaction-amount",
+    "anomaly": "transaction-anomaly",
+}
+shortcuts = APIRouter(tags=["use cases"], responses=router.responses)
+
+
+def _shortcut(kind: str, model: str) -> None:
+    async def predict_use_case(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        body = await read_body(request)
+        request_id = request.scope["state"]["request_id"]
+        return JSONResponse(await run_predict(request.app, model, body, request.headers, request_id, started))
+
+    shortcuts.add_api_route(
+        f"/v1/predict/{kind}",
+        predict_use_case,
+        methods=["POST"],
+        response_model=PredictResponse,
+        summary=f"Predict with {model} (same as POST /v1/models/{model}/predict)",
+        openapi_extra={"requestBody": PREDICT_REQUEST_SCHEMA},
+        name=f"predict_{kind}",
+    )
+
+
+for _kind, _model in SHORTCUTS.items():
+    _shortcut(_kind, _model)
+
+
+@shortcuts.post(
+    "/v1/forecast/cashflow",
+    response_model=ForecastResponse,
+    summary="Daily net cash flow forecast (same as POST /v1/models/cashflow-forecast/forecast)",
+)
+async def forecast_cashflow(
+    request: Request, days: Annotated[int | None, FORECAST_DAYS] = None
+) -> JSONResponse:
+    request_id = request.scope["state"]["request_id"]
+    model = "cashflow-forecast"
+    return JSONResponse(await run_forecast(request.app, model, days, request.headers, request_id))
