@@ -109,6 +109,53 @@ def _sample_records(sandbox: Sandbox, ingest: dict[str, Any], features: list[str
     return [{"record": _record(row, features), "actual": row.get("category")} for _, row in picks.iterrows()]
 
 
+def model_summary(outcome: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    metrics = meta.get("metrics") or {}
+    rounded = {
+        part: {k: round(v, 4) for k, v in (metrics.get(part) or {}).items()}
+        for part in ("cv", "holdout", "baseline")
+    }
+    selected = [c["name"] for c in meta.get("candidates") or [] if c.get("status") == "selected"]
+    return {
+        "name": outcome["model"],
+        "version": outcome["version"],
+        "status": outcome["status"],
+        "task": meta.get("task"),
+        "metric": meta.get("metric"),
+        "estimator": selected[0] if selected else None,
+        "metrics": rounded,
+        "reasons": outcome.get("reasons") or [],
+    }
+
+
+def model_line(entry: dict[str, Any], meta: dict[str, Any]) -> str:
+    metric = entry["metric"]
+    parity = (meta.get("parity") or {}).get("passed")
+    if metric is None:
+        flagged = entry["metrics"]["holdout"].get("flag_rate")
+        scores = f"flag rate {flagged}" if flagged is not None else "no labels to score"
+    else:
+        m = entry["metrics"]
+        scores = (
+            f"{metric} holdout {m['holdout'].get(metric)} cv {m['cv'].get(metric)} "
+            f"baseline {m['baseline'].get(metric)}"
+        )
+    return (
+        f"  {entry['name']} v{entry['version']} [{entry['status']}] {entry['task']} by {entry['estimator']}: "
+        f"{scores}; parity {parity}"
+    )
+
+
+def _answer_text(pred: dict[str, Any]) -> str:
+    if "label" in pred:
+        return f"{pred['label']} p={max(pred['probabilities'].values()):.2f}"
+    if "score" in pred:
+        return f"score {pred['score']:.3f}{' ANOMALY' if pred['flag'] else ''}"
+    interval = pred.get("interval")
+    bounds = f" [{interval['lower']:.1f}, {interval['upper']:.1f}]" if interval else ""
+    return f"{pred['value']:.2f}{bounds}"
+
+
 def predict_samples(
     api_url: str,
     api_key: str,
@@ -121,14 +168,21 @@ def predict_samples(
     headers = {"x-api-key": api_key}
     with httpx.Client(base_url=api_url, headers=headers, timeout=30) as http:
         for model in models:
+            if model.get("task") == "forecast":
+                resp = http.post(f"/v1/models/{model['name']}/forecast", params={"days": 7})
+                resp.raise_for_status()
+                out(f"  POST {api_url}/v1/models/{model['name']}/forecast?days=7 -> {resp.status_code}")
+                for point in resp.json()["forecast"]:
+                    lo, hi = point.get("lower"), point.get("upper")
+                    out(f"    {point['date']}  {point['value']:>10.2f}  [{lo:.1f}, {hi:.1f}]")
+                continue
             info = http.get(f"/v1/models/{model['name']}")
             features = (
                 [f["name"] for f in info.json()["feature_schema"]["features"]] if info.is_success else []
             )
-            samples = [
-                *_sample_records(sandbox, ingest, features or list(EXTRA_RECORD)),
-                {"record": EXTRA_RECORD, "actual": None},
-            ]
+            samples = _sample_records(sandbox, ingest, features or list(EXTRA_RECORD))
+            if set(features) <= set(EXTRA_RECORD):  # a record no file contains, for the models it fits
+                samples.append({"record": {f: EXTRA_RECORD[f] for f in features}, "actual": None})
             resp = http.post(
                 f"/v1/models/{model['name']}/predict", json={"records": [s["record"] for s in samples]}
             )
@@ -137,20 +191,18 @@ def predict_samples(
             out(f"  POST {api_url}/v1/models/{model['name']}/predict -> {resp.status_code}")
             for sample, pred in zip(samples, body["predictions"], strict=True):
                 rec = sample["record"]
-                top = max(pred["probabilities"].values()) if pred.get("probabilities") else None
-                actual = f" (file says {sample['actual']})" if sample["actual"] else " (new record)"
-                out(
-                    f"    {rec['description'][:38]!r:40} {rec['payment_method'][:20]:20}"
-                    f" {rec['amount']:>9.2f} -> {pred['label']} p={top:.2f}{actual}"
-                )
+                actual = ""
+                if model["name"] == "transaction-category":
+                    actual = f" (file says {sample['actual']})" if sample["actual"] else " (new record)"
+                shown = " ".join(str(rec.get(f, ""))[:24] for f in list(rec)[:3])
+                out(f"    {shown[:60]:60} -> {_answer_text(pred)}{actual}")
                 predictions.append(
                     {
                         "model": body["model"],
                         "version": body["version"],
                         "request_id": body.get("request_id"),
                         "input": rec,
-                        "label": pred["label"],
-                        "probability": top,
+                        **pred,
                         "actual": sample["actual"],
                     }
                 )
@@ -244,21 +296,11 @@ def demo(
                 )
                 continue
             meta = registry.metadata(registry.get_version(outcome["model"], outcome["version"]))
-            metrics = {k: round(v, 4) for k, v in meta.get("metrics", {}).items()}
-            baseline = {k: round(v, 4) for k, v in meta.get("baseline", {}).items()}
-            out(
-                f"  {outcome['model']} v{outcome['version']} [{outcome['status']}] metrics {metrics} "
-                f"baseline {baseline} parity {meta.get('parity', {}).get('passed')}"
-            )
-            summary["models"].append(
-                {
-                    "name": outcome["model"],
-                    "version": outcome["version"],
-                    "status": outcome["status"],
-                    "metrics": metrics,
-                    "baseline": baseline,
-                }
-            )
+            entry = model_summary(outcome, meta)
+            out(model_line(entry, meta))
+            for reason in outcome.get("reasons") or []:
+                out(f"      rejected: {reason}")
+            summary["models"].append(entry)
         api_url = sandbox.start_api()
         out(f"API on {api_url} (the api function's FastAPI app; API key required; log: {sandbox.api_log}):")
         served = [m for m in summary["models"] if m.get("status") == "champion"]

@@ -61,7 +61,6 @@ from sluice.forecasting import (
 from sluice.parity import TOLERANCE, onnx_session
 from sluice.specs import EstimatorSpec, ModelSpec
 from sluice.storage import sha256_hex
-from training.pipeline import EstimatorEntry
 from training.train import BLAS_THREADS, library_versions
 
 VALUE_OUTPUT = "value"
@@ -183,10 +182,25 @@ def _xgb_regressor(**params: Any) -> Any:
     return XGBRegressor(**params)
 
 
+@dataclass(frozen=True)
+class Forecaster:
+    """A forecast candidate: its regressor and the defaults a spec's params override."""
+
+    factory: Callable[..., Any]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    random_state_param: str | None = "random_state"
+
+    def build(self, params: Mapping[str, Any], random_state: int) -> Any:
+        kwargs = {**self.defaults, **params}
+        if self.random_state_param:
+            kwargs.setdefault(self.random_state_param, random_state)
+        return self.factory(**kwargs)
+
+
 #: forecast candidates (``forecast`` names of ``DEFAULT_CANDIDATES``) and their defaults
-FORECASTERS: dict[str, EstimatorEntry] = {
-    "ridge": EstimatorEntry(Ridge, defaults={"alpha": 1.0}, random_state_param=None),
-    "hist_gradient_boosting": EstimatorEntry(
+FORECASTERS: dict[str, Forecaster] = {
+    "ridge": Forecaster(Ridge, defaults={"alpha": 1.0}, random_state_param=None),
+    "hist_gradient_boosting": Forecaster(
         HistGradientBoostingRegressor,
         defaults={
             "loss": "absolute_error",
@@ -197,7 +211,7 @@ FORECASTERS: dict[str, EstimatorEntry] = {
             "early_stopping": False,
         },
     ),
-    "xgboost": EstimatorEntry(
+    "xgboost": Forecaster(
         _xgb_regressor,
         defaults={
             "objective": "reg:absoluteerror",
@@ -222,7 +236,7 @@ def forecaster_params(est: EstimatorSpec, random_state: int) -> dict[str, Any]:
     return params
 
 
-def _entry(est: EstimatorSpec) -> EstimatorEntry:
+def _entry(est: EstimatorSpec) -> Forecaster:
     entry = FORECASTERS.get(est.name)
     if entry is None:
         raise SpecError(

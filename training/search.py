@@ -141,6 +141,14 @@ def cross_validate(
     return outcome
 
 
+def search_budget(spec: ModelSpec) -> float:
+    """The spec's budget, capped by the deployment's ``SLUICE_SEARCH_BUDGET_SECONDS`` (0: no cap)."""
+    from sluice.settings import get_settings
+
+    cap = get_settings().search_budget_seconds
+    return min(spec.search.time_budget_s, cap) if cap > 0 else spec.search.time_budget_s
+
+
 def search(spec: ModelSpec, x: pd.DataFrame, y: np.ndarray | None) -> list[CandidateOutcome]:
     """Cross-validate every candidate of ``spec`` on the train part (``x``, ``y`` in its order)."""
     rows = cv_rows(spec, len(x))
@@ -148,11 +156,12 @@ def search(spec: ModelSpec, x: pd.DataFrame, y: np.ndarray | None) -> list[Candi
     y_cv = None if y is None else y[rows]
     folds = cv_folds(spec, y_cv, len(rows))
     start = time.perf_counter()
-    deadline = start + spec.search.time_budget_s
+    budget = search_budget(spec)
+    deadline = start + budget
     outcomes = []
     for i, candidate in enumerate(spec.candidate_specs):
         if i and time.perf_counter() > deadline:
-            spent = f"{time.perf_counter() - start:.0f} s spent of {spec.search.time_budget_s:g} s"
+            spent = f"{time.perf_counter() - start:.0f} s spent of {budget:g} s"
             outcomes.append(CandidateOutcome(candidate, reason=f"time budget: not started ({spent})"))
             continue
         outcomes.append(cross_validate(spec, candidate, x_cv, y_cv, folds, deadline if i else None))

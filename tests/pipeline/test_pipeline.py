@@ -42,7 +42,10 @@ def _sample(src: Path, dst: Path, every: int = 2, drop: str | None = None) -> Pa
 def sandbox():
     from sluice_cli.sandbox import Sandbox
 
-    sb = Sandbox(alias_refresh_seconds=0.5)
+    # A 1 s search budget: each spec's first candidate is cross-validated and trained, later ones are
+    # recorded as skipped (the search itself is tested in tests/unit/training); the pipeline runs in
+    # seconds per upload instead of a minute.
+    sb = Sandbox(alias_refresh_seconds=0.5, parameters={"SearchBudgetSeconds": "1"})
     sb.start()
     yield sb
     sb.stop()
@@ -81,17 +84,28 @@ def test_upload_runs_the_pipeline_and_registers_a_champion(first_run, registry):
     ingest = output["ingest"]
     assert ingest["rows_read"] == ingest["rows_clean"] + ingest["rows_quarantined"]
     assert ingest["rows_read"] == 1231  # every second data row of 2461
-    (outcome,) = output["outcomes"]
-    assert outcome["model"] == "transaction-category"
+    outcomes = {o["model"]: o for o in output["outcomes"]}
+    # one upload trains every model spec of its dataset
+    assert set(outcomes) == {
+        "transaction-category",
+        "transaction-amount",
+        "transaction-anomaly",
+        "cashflow-forecast",
+    }
+    outcome = outcomes["transaction-category"]
     assert outcome["status"] == "champion"
     assert registry.get_alias("transaction-category", "champion") == outcome["version"] == 1
+    for other in outcomes.values():
+        assert other["status"] in {"champion", "rejected"}, other
+        assert registry.get_version(other["model"], other["version"]).status == other["status"]
 
 
 def test_registered_version_has_metrics_lineage_and_parity(first_run, registry, sandbox):
     mv = registry.get_version("transaction-category", 1)
     meta = registry.metadata(mv)
-    assert meta["metrics"]["accuracy"] > meta["baseline"]["accuracy"]
-    assert meta["metrics"]["macro_f1"] > meta["baseline"]["macro_f1"]
+    holdout, baseline = meta["metrics"]["holdout"], meta["metrics"]["baseline"]
+    assert holdout["accuracy"] > baseline["accuracy"] and holdout["f1_macro"] > baseline["f1_macro"]
+    assert meta["metrics"]["cv"]["accuracy"] > 0 and meta["task"] == "classification"
     assert meta["parity"]["passed"] is True
     assert meta["parity"]["label_agreement"] == 1.0
     source = meta["source"]
@@ -165,11 +179,13 @@ def test_missing_columns_fail_at_ingest_and_keep_the_champion(sandbox, registry,
 def test_a_new_upload_retrains_and_the_api_swaps_to_the_new_champion(sandbox, registry, api, tmp_path):
     before = api.post("/v1/models/transaction-category/predict", json=RECORD)
     assert before.status_code == 200 and before.json()["version"] == 1
-    path = _sample(HOUSEHOLD, tmp_path / "household_other_half.csv", every=3)
+    path = _sample(HOUSEHOLD, tmp_path / "household_full.csv", every=1)  # twice the rows of v1's upload
     result = _run(sandbox, path)
     assert result["status"] == "SUCCEEDED", result.get("cause")
-    (outcome,) = json.loads(result["output"])["outcomes"]
-    assert outcome["status"] == "champion" and outcome["version"] == 2
+    outcome = next(
+        o for o in json.loads(result["output"])["outcomes"] if o["model"] == "transaction-category"
+    )
+    assert outcome["status"] == "champion" and outcome["version"] == 2, outcome
     assert registry.get_alias("transaction-category", "champion") == 2
     # the running API picks the new champion up on its next alias check, without a restart
     deadline = time.monotonic() + 60
@@ -197,6 +213,23 @@ def _wait_for_trigger(sandbox, count: int) -> list[dict]:
     from sluice_cli.adapters import EVENTBRIDGE
 
     return EVENTBRIDGE.wait(count, timeout=30, function=sandbox.stack.functions["TriggerFunction"]["name"])
+
+
+def test_worse_data_is_rejected_by_the_gates_and_the_champion_keeps_serving(sandbox, registry, api, tmp_path):
+    champion = registry.get_alias("transaction-category", "champion")
+    path = _sample(HOUSEHOLD, tmp_path / "household_sparse.csv", every=12)  # a twelfth of the rows
+    result = _run(sandbox, path)
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    outcome = next(
+        o for o in json.loads(result["output"])["outcomes"] if o["model"] == "transaction-category"
+    )
+    assert outcome["status"] == "rejected", outcome
+    assert any(r.startswith("champion:") for r in outcome["reasons"]), outcome["reasons"]
+    meta = registry.metadata(registry.get_version("transaction-category", outcome["version"]))
+    assert meta["status"] == "rejected" and meta["reasons"] == outcome["reasons"]
+    assert registry.get_alias("transaction-category", "champion") == champion
+    time.sleep(0.6)  # past the API's alias refresh interval
+    assert api.post("/v1/models/transaction-category/predict", json=RECORD).json()["version"] == champion
 
 
 def test_the_execution_is_named_after_the_object_version(first_run, sandbox, registry):
@@ -290,7 +323,7 @@ def test_a_gzip_upload_is_ingested_and_trained(sandbox, registry, tmp_path):
         .read()
     )
     assert quality["format"]["compression"] == "gzip"
-    (outcome,) = output["outcomes"]
+    outcome = next(o for o in output["outcomes"] if o["model"] == "transaction-category")
     assert outcome["status"] in {"champion", "rejected"}
     assert registry.get_version("transaction-category", outcome["version"]).status == outcome["status"]
 

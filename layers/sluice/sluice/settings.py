@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     capture_salt: str = ""
     capture_max_rows: int = 500
     capture_max_age_seconds: float = 60.0
+    # Caps every spec's candidate-search budget (template parameter SearchBudgetSeconds; 0: no cap).
+    search_budget_seconds: float = 0.0
     # Share of callers a challenger version serves when its spec sets none (monitoring.challenger_share).
     challenger_share: float = 0.1
 
