@@ -1,8 +1,9 @@
 """The real state machine, deployed from template.yaml onto the embedded AWS, on real data.
 
 One sandbox for the module: upload a sample of the household file, let EventBridge and the trigger
-function start the pipeline, then check the registry, the served model, the failure path and that one
-object version starts one execution.
+function start the pipeline (every transactions model spec trains on it), then check the registry, the
+served model, the champion gate, the notification, the failure path and that one object version starts
+one execution.
 """
 
 from __future__ import annotations
@@ -24,6 +25,28 @@ HOUSEHOLD = DATA / "transactions" / "daily_household_transactions.csv"
 pytestmark = pytest.mark.pipeline
 
 RECORD = {"description": "Netflix", "payment_method": "Cash", "amount": 199, "date": "2018-09-19"}
+CATEGORY = "transaction-category"
+
+
+def _scrambled(src: Path, dst: Path, every: int = 2) -> Path:
+    """Every ``every``-th row, with the categories of the oldest 80% shuffled among themselves: a
+    model trained on them learns nothing, while the latest 20% (its holdout) keeps the true labels."""
+    import random
+    from datetime import datetime
+
+    with src.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:][::every]
+    date, category = header.index("Date"), header.index("Category")
+    body.sort(key=lambda r: datetime.strptime(r[date][:10], "%d-%m-%Y"))
+    old = body[: int(0.8 * len(body))]
+    labels = [r[category] for r in old]
+    random.Random(7).shuffle(labels)
+    for row, label in zip(old, labels, strict=True):
+        row[category] = label
+    with dst.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([header, *body])
+    return dst
 
 
 def _sample(src: Path, dst: Path, every: int = 2, drop: str | None = None) -> Path:
@@ -52,6 +75,24 @@ def sandbox():
 
 
 @pytest.fixture(scope="module")
+def notifications(sandbox):
+    """An SQS queue subscribed to the pipeline's topic; returns a reader of the messages so far."""
+    sqs, sns = sandbox.client("sqs"), sandbox.client("sns")
+    url = sqs.create_queue(QueueName="pipeline-notifications")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    topic = sandbox.stack.topic_arn
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+
+    def read() -> list[str]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        for m in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return [m["Body"] for m in messages]
+
+    return read
+
+
+@pytest.fixture(scope="module")
 def registry(sandbox):
     from sluice.registry import Registry
 
@@ -65,8 +106,19 @@ def _run(sandbox, path: Path) -> dict:
     return sandbox.follow(arn, timeout=300)
 
 
+def _outcomes(result: dict) -> dict[str, dict]:
+    """The execution output's outcome of each model, by name (one per transactions model spec)."""
+    from sluice.specs import model_specs_for
+
+    outcomes = json.loads(result["output"])["outcomes"]
+    assert [o["model"] for o in outcomes] == [m.name for m in model_specs_for("transactions")]
+    for o in outcomes:
+        assert {"model", "version", "status", "reasons", "summary"} <= set(o), o
+    return {o["model"]: o for o in outcomes}
+
+
 @pytest.fixture(scope="module")
-def first_run(sandbox, tmp_path_factory):
+def first_run(sandbox, notifications, tmp_path_factory):
     path = _sample(HOUSEHOLD, tmp_path_factory.mktemp("data") / "household_sample.csv")
     return _run(sandbox, path)
 
@@ -78,36 +130,37 @@ def api(sandbox, first_run):
         yield client
 
 
-def test_upload_runs_the_pipeline_and_registers_a_champion(first_run, registry):
+def test_upload_runs_the_pipeline_and_registers_a_champion(first_run, registry, notifications):
     assert first_run["status"] == "SUCCEEDED", first_run.get("cause")
     output = json.loads(first_run["output"])
     ingest = output["ingest"]
     assert ingest["rows_read"] == ingest["rows_clean"] + ingest["rows_quarantined"]
     assert ingest["rows_read"] == 1231  # every second data row of 2461
-    outcomes = {o["model"]: o for o in output["outcomes"]}
-    # one upload trains every model spec of its dataset
-    assert set(outcomes) == {
-        "transaction-category",
-        "transaction-amount",
-        "transaction-anomaly",
-        "cashflow-forecast",
-    }
-    outcome = outcomes["transaction-category"]
-    assert outcome["status"] == "champion"
-    assert registry.get_alias("transaction-category", "champion") == outcome["version"] == 1
-    for other in outcomes.values():
-        assert other["status"] in {"champion", "rejected"}, other
-        assert registry.get_version(other["model"], other["version"]).status == other["status"]
+    outcomes = _outcomes(first_run)
+    for name in (CATEGORY, "transaction-amount", "transaction-anomaly"):
+        outcome = outcomes[name]
+        assert (outcome["status"], outcome["version"], outcome["reasons"]) == ("champion", 1, []), outcome
+        assert registry.get_alias(name, "champion") == 1
+        assert outcome["summary"].startswith(f"{name} v1 is the champion")
+    # a model that fails (here, if the forecast family is absent) does not stop the others
+    forecast = outcomes["cashflow-forecast"]
+    if forecast["status"] == "failed":
+        assert forecast["version"] is None and forecast["reasons"] and forecast["error"]
+    [message] = notifications()
+    assert json.loads(message) == output["outcomes"]
 
 
 def test_registered_version_has_metrics_lineage_and_parity(first_run, registry, sandbox):
-    mv = registry.get_version("transaction-category", 1)
+    mv = registry.get_version(CATEGORY, 1)
     meta = registry.metadata(mv)
     holdout, baseline = meta["metrics"]["holdout"], meta["metrics"]["baseline"]
-    assert holdout["accuracy"] > baseline["accuracy"] and holdout["f1_macro"] > baseline["f1_macro"]
-    assert meta["metrics"]["cv"]["accuracy"] > 0 and meta["task"] == "classification"
+    assert holdout["accuracy"] > baseline["accuracy"] and meta["metrics"]["cv"]["accuracy"] > 0
+    assert mv.metrics == holdout
     assert meta["parity"]["passed"] is True
     assert meta["parity"]["label_agreement"] == 1.0
+    assert meta["task"] == "classification" and len(meta["spec_sha256"]) == 64
+    assert [c["name"] for c in meta["candidates"]] == [c["name"] for c in meta["spec"]["candidates"]]
+    assert meta["champion_comparison"]["note"] == "no champion yet"
     source = meta["source"]
     assert source["bucket"] == sandbox.stack.bucket
     assert source["key"] == "raw/transactions/household_sample.csv"
@@ -116,10 +169,13 @@ def test_registered_version_has_metrics_lineage_and_parity(first_run, registry, 
     assert meta["onnx_sha256"] == mv.onnx_sha256
     # the artifact in S3 is the one the registry vouches for
     assert len(registry.load_onnx(mv)) > 1000
+    for name, output in (("transaction-amount", "value"), ("transaction-anomaly", "score")):
+        other = registry.metadata(registry.get_version(name, 1))
+        assert other["parity"]["passed"] and other["feature_schema"][f"{output}_output"] == output
 
 
 def test_api_serves_the_champion(api, registry):
-    classes = registry.metadata(registry.get_version("transaction-category", 1))["feature_schema"]["classes"]
+    classes = registry.metadata(registry.get_version(CATEGORY, 1))["feature_schema"]["classes"]
     record = {
         "description": "Idli medu Vada mix 2 plates",
         "payment_method": "Cash",
@@ -177,16 +233,17 @@ def test_missing_columns_fail_at_ingest_and_keep_the_champion(sandbox, registry,
 
 
 def test_a_new_upload_retrains_and_the_api_swaps_to_the_new_champion(sandbox, registry, api, tmp_path):
+    """The whole file: more rows than the champion saw, so the new model is no worse on its holdout."""
     before = api.post("/v1/models/transaction-category/predict", json=RECORD)
     assert before.status_code == 200 and before.json()["version"] == 1
-    path = _sample(HOUSEHOLD, tmp_path / "household_full.csv", every=1)  # twice the rows of v1's upload
+    path = _sample(HOUSEHOLD, tmp_path / "household_full.csv", every=1)
     result = _run(sandbox, path)
     assert result["status"] == "SUCCEEDED", result.get("cause")
-    outcome = next(
-        o for o in json.loads(result["output"])["outcomes"] if o["model"] == "transaction-category"
-    )
+    outcome = _outcomes(result)[CATEGORY]
     assert outcome["status"] == "champion" and outcome["version"] == 2, outcome
-    assert registry.get_alias("transaction-category", "champion") == 2
+    assert registry.get_alias(CATEGORY, "champion") == 2
+    comparison = registry.metadata(registry.get_version(CATEGORY, 2))["champion_comparison"]
+    assert comparison["version"] == 1 and comparison["candidate"] >= comparison["champion"] - 0.01
     # the running API picks the new champion up on its next alias check, without a restart
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -195,8 +252,28 @@ def test_a_new_upload_retrains_and_the_api_swaps_to_the_new_champion(sandbox, re
             break
         time.sleep(0.2)
     assert served == 2
-    audit = registry.audit("transaction-category")
+    audit = registry.audit(CATEGORY)
     assert [(a["from"], a["to"]) for a in audit] == [(None, 1), (1, 2)]
+
+
+def test_a_worse_model_is_rejected_the_champion_stays_and_the_notification_says_why(
+    sandbox, registry, api, notifications, tmp_path
+):
+    """Shuffled training labels make a model no better than chance on a correctly labelled holdout."""
+    notifications()  # drop earlier messages
+    path = _scrambled(HOUSEHOLD, tmp_path / "household_scrambled.csv")
+    result = _run(sandbox, path)
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    outcome = _outcomes(result)[CATEGORY]
+    assert (outcome["status"], outcome["version"]) == ("rejected", 3), outcome
+    [reason] = [r for r in outcome["reasons"] if r.startswith("champion:")]
+    assert "worse than champion v2" in reason
+    assert registry.get_alias(CATEGORY, "champion") == 2
+    assert registry.get_version(CATEGORY, 3).status == "rejected"
+    assert api.post("/v1/models/transaction-category/predict", json=RECORD).json()["version"] == 2
+    [message] = notifications()
+    [notified] = [o for o in json.loads(message) if o["model"] == CATEGORY]
+    assert notified["status"] == "rejected" and reason in notified["summary"]
 
 
 # ----------------------------------------------------------------------- one execution per object version
@@ -245,7 +322,7 @@ def test_the_execution_is_named_after_the_object_version(first_run, sandbox, reg
     (delivery,) = [d for d in _trigger_deliveries(sandbox) if d["payload"].get("execution_name") == name]
     assert delivery["payload"]["started"] is True and not delivery["errored"]
     # lineage names the same object version the execution is named after
-    source = registry.metadata(registry.get_version("transaction-category", 1))["source"]
+    source = registry.metadata(registry.get_version(CATEGORY, 1))["source"]
     assert source["version_id"] == obj["version-id"]
 
 
@@ -323,9 +400,9 @@ def test_a_gzip_upload_is_ingested_and_trained(sandbox, registry, tmp_path):
         .read()
     )
     assert quality["format"]["compression"] == "gzip"
-    outcome = next(o for o in output["outcomes"] if o["model"] == "transaction-category")
+    outcome = _outcomes(result)[CATEGORY]
     assert outcome["status"] in {"champion", "rejected"}
-    assert registry.get_version("transaction-category", outcome["version"]).status == outcome["status"]
+    assert registry.get_version(CATEGORY, outcome["version"]).status == outcome["status"]
 
 
 def test_models_cli_promote_and_rollback_move_the_champion(sandbox, registry, api, capsys):

@@ -1,0 +1,103 @@
+"""Model specs: the built-in ones load and name estimators training knows; validation names the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from sluice.errors import SpecError
+from sluice.specs import (
+    DEFAULT_CANDIDATES,
+    METRICS,
+    dataset_names,
+    greater_is_better,
+    load_model_spec,
+    model_specs_for,
+    parse_model_spec,
+)
+from training.estimators import ESTIMATORS
+
+BUILTIN = [
+    "cashflow-forecast",
+    "churn",
+    "revenue-forecast",
+    "shuttle-anomaly",
+    "transaction-amount",
+    "transaction-anomaly",
+    "transaction-category",
+    "wine-quality",
+]
+MINIMAL = {
+    "name": "m",
+    "dataset": "transactions",
+    "target": "category",
+    "features": [{"name": "description", "kind": "text"}],
+}
+
+
+def estimators_of(task: str) -> dict:
+    return ESTIMATORS["regression" if task == "forecast" else task]
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_builtin_specs_load_and_name_known_estimators(name):
+    spec = load_model_spec(name)
+    assert spec.name == name and spec.dataset in dataset_names()
+    assert spec.candidate_specs
+    assert {c.name for c in spec.candidate_specs} <= set(estimators_of(spec.task))
+    assert parse_model_spec(spec.to_dict()) == spec  # lineage round trip
+
+
+@pytest.mark.parametrize("task", sorted(DEFAULT_CANDIDATES))
+def test_default_candidates_are_registered_estimators(task):
+    assert set(DEFAULT_CANDIDATES[task]) <= set(estimators_of(task))
+
+
+def test_every_transactions_spec_trains_on_an_upload_of_that_dataset():
+    names = [m.name for m in model_specs_for("transactions")]
+    assert names == ["cashflow-forecast", "transaction-amount", "transaction-anomaly", "transaction-category"]
+
+
+def test_effective_metric_and_direction():
+    assert parse_model_spec(MINIMAL).effective_metric == "f1_macro"
+    assert load_model_spec("transaction-anomaly").effective_metric is None  # no label: no metric
+    assert load_model_spec("shuttle-anomaly").effective_metric == "average_precision"
+    assert greater_is_better("r2") and not greater_is_better("mean_absolute_error")
+    assert all(isinstance(better, bool) for better, _ in METRICS.values())
+
+
+def test_input_columns_include_target_label_filters_and_time():
+    spec = parse_model_spec(
+        {**MINIMAL, "where": [{"column": "type", "in": ["Expense"]}], "split": {"time_column": "date"}}
+    )
+    assert spec.input_columns == ["description", "category", "type", "date"]
+    assert load_model_spec("shuttle-anomaly").input_columns[-1] == "anomaly"
+
+
+def test_legacy_fields_still_load():
+    spec = parse_model_spec(
+        {
+            **MINIMAL,
+            "estimator": {"name": "logistic_regression"},
+            "holdout_fraction": 0.3,
+            "metric": "macro_f1",
+        }
+    )
+    assert [c.name for c in spec.candidates] == ["logistic_regression"]
+    assert spec.split.holdout_fraction == 0.3 and spec.metric == "f1_macro"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"metric": "r2"}, "metric: 'r2' does not apply to a classification model"),
+        ({"metric": "nope"}, "unknown metric 'nope'"),
+        ({"target": None}, "target: a classification model needs a target column"),
+        ({"features": []}, "features: at least one feature is required"),
+        ({"where": [{"column": "type"}]}, "where: give exactly one of 'in' or 'not_in'"),
+        ({"split": {"cv_folds": 1}}, "split.cv_folds"),
+        ({"task": "anomaly", "target": None, "metric": "roc_auc"}, "an anomaly metric needs anomaly.label"),
+    ],
+)
+def test_invalid_specs_name_the_field(changes, message):
+    with pytest.raises(SpecError, match=message):
+        parse_model_spec({**MINIMAL, **changes})
