@@ -17,6 +17,7 @@ import hashlib
 import json
 import platform
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -245,7 +246,7 @@ class _Trainer:
                 residuals = self.y_train - answers(pipeline, "regression", self.x_train)["values"]
             extras["interval"] = conformal_interval(residuals)
         classes = [str(c) for c in pipeline.classes_] if spec.task == "classification" else []
-        schema = feature_schema(spec, classes, **extras)
+        schema = feature_schema(spec, classes, reference=reference_record(self.train_records, spec), **extras)
         t = time.perf_counter()
         onnx_bytes = export_onnx(pipeline, spec, schema)
         export_s = time.perf_counter() - t
@@ -314,6 +315,7 @@ class _Trainer:
         pipeline, schema, outcome = chosen["pipeline"], chosen["schema"], chosen["outcome"]
         t = time.perf_counter()
         metrics = {"cv": outcome.cv, **self._holdout_metrics(pipeline, schema)}
+        diagnostics = self._diagnostics(pipeline, schema)
         self._lap("evaluate_s", t)
         self.timings["fit_s"] = chosen["fit_s"]
         self.timings["export_s"] = chosen["export_s"]
@@ -345,7 +347,78 @@ class _Trainer:
             rows_holdout=len(self.holdout_records),
             timings=dict(self.timings),
             library_versions=library_versions(),
+            diagnostics=diagnostics,
         )
+
+    def _diagnostics(self, pipeline: Pipeline, schema: FeatureSchema) -> dict[str, Any]:
+        """The report's numbers (training.diagnostics): confusion matrix and calibration, residuals or
+        score histogram on the holdout, and permutation importance per raw feature."""
+        from training import diagnostics as diag
+
+        spec, native = self.spec, answers(pipeline, self.spec.task, self.x_holdout)
+        out: dict[str, Any] = {}
+        try:
+            if spec.task == "classification":
+                out |= diag.classification_diagnostics(
+                    self.y_holdout, native["labels"], native["probabilities"], schema.classes
+                )
+            elif spec.task == "regression":
+                out |= diag.regression_diagnostics(self.y_holdout, native["values"], seed=spec.random_state)
+            else:
+                labels = None
+                if self.y_holdout is not None:
+                    labels = (np.asarray(self.y_holdout).astype(str) == str(spec.anomaly.positive)).astype(
+                        int
+                    )
+                out |= diag.anomaly_diagnostics(native["scores"], float(schema.threshold or 0.0), labels)
+            if spec.task != "anomaly" or self.y_holdout is not None:
+                out["feature_importance"] = self._importance(pipeline)
+        except Exception as exc:  # the report is evidence, not a gate: a failure is recorded, not raised
+            out["error"] = f"{type(exc).__name__}: {exc}"[:300]
+        return out
+
+    def _importance(self, pipeline: Pipeline) -> list[dict[str, Any]]:
+        from sklearn.metrics import accuracy_score, average_precision_score, r2_score
+
+        from sluice.features import date_input_names
+        from training import diagnostics as diag
+
+        spec = self.spec
+        groups = {f.name: (date_input_names(f.name) if f.kind == "date" else [f.name]) for f in spec.features}
+        if spec.task == "classification":
+            y, predict, score = self.y_holdout, pipeline.predict, accuracy_score
+        elif spec.task == "regression":
+            y, predict, score = self.y_holdout, pipeline.predict, r2_score
+        else:
+            positive = str(spec.anomaly.positive) if spec.anomaly else "1"
+            y = (np.asarray(self.y_holdout).astype(str) == positive).astype(int)
+
+            def predict(frame: pd.DataFrame) -> np.ndarray:
+                return -pipeline.decision_function(frame)
+
+            score = average_precision_score
+        return diag.permutation_importance_by_feature(
+            predict, self.x_holdout, np.asarray(y), score, groups, seed=spec.random_state
+        )
+
+
+def reference_record(records: list[dict[str, Any]], spec: ModelSpec) -> dict[str, Any]:
+    """A typical record of the training rows (the baseline /explain compares with): the median of
+    numbers and dates, the most frequent category, and empty text."""
+    out: dict[str, Any] = {}
+    for f in spec.features:
+        values = [r.get(f.name) for r in records if r.get(f.name) not in (None, "")]
+        if f.kind == "text" or not values:
+            out[f.name] = "" if f.kind in ("text", "categorical") else None
+        elif f.kind == "categorical":
+            counts = Counter(str(v) for v in values)
+            out[f.name] = min(counts, key=lambda v: (-counts[v], v))  # most frequent; ties: the smallest
+        elif f.kind == "numeric":
+            out[f.name] = float(np.median(np.asarray(values, dtype=np.float64)))
+        else:  # date: the median instant, ISO
+            stamps = sorted(pd.Timestamp(v) for v in values)
+            out[f.name] = stamps[len(stamps) // 2].isoformat()
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def staging_key(model: str, run_id: str, name: str = "model.onnx") -> str:

@@ -199,7 +199,7 @@ class RegisterResult(Payload):
 
     model: str
     version: int
-    status: Literal["champion", "rejected"]
+    status: Literal["champion", "challenger", "rejected"]
     reasons: list[str] = Field(default_factory=list)
     previous_champion: int | None = None
     metric: str | None = None

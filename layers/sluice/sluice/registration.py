@@ -182,6 +182,17 @@ def summary(
     return f"{model} v{version} is the champion{shown}"
 
 
+def write_report(registry: Registry, version: int, metadata: dict[str, Any]) -> str:
+    """The version's self-contained HTML report (``sluice.report``), next to its model."""
+    from sluice.registry import model_prefix
+    from sluice.report import render_report
+    from sluice.storage import put_bytes
+
+    key = f"{model_prefix(metadata['model'], version)}/report.html"
+    put_bytes(registry.bucket, key, render_report(metadata).encode(), "text/html; charset=utf-8")
+    return key
+
+
 def register_candidate(result: TrainResult, registry: Registry) -> RegisterResult:
     """Register ``result`` as a new version; make it champion if every gate passed."""
     t0 = time.perf_counter()
@@ -197,13 +208,28 @@ def register_candidate(result: TrainResult, registry: Registry) -> RegisterResul
     checks = evaluate_gates(result, spec, previous)
     reasons = [f"{c.gate}: {c.detail}" for c in checks if not c.passed]
     status = "rejected" if reasons else "champion"
+    if status == "champion" and spec.monitoring.canary and previous is not None:
+        status = "challenger"  # it earns the champion alias on live feedback (sluice.monitoring)
 
     metadata = lineage(result, spec, checks, registry.bucket)
     metadata["previous_champion"] = previous
     metadata["reasons"] = reasons
     metadata["timings"] = {**result.timings, "register_s": round(time.perf_counter() - t0, 4)}
     version = registry.register(result.model, staged.body, metadata, status)
+    write_report(
+        registry,
+        version.version,
+        {**metadata, "model": result.model, "version": version.version, "status": status},
+    )
 
+    if status == "challenger":
+        registry.set_alias(
+            result.model,
+            "challenger",
+            version.version,
+            expected=registry.get_alias(result.model, "challenger"),
+            reason=f"canary: run {result.run_id} passed the gates; champion v{previous} keeps most traffic",
+        )
     if status == "champion":
         passed = "; ".join(c.detail for c in checks if c.gate != "parity")
         registry.set_alias(

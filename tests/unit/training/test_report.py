@@ -33,7 +33,7 @@ from training.diagnostics import (
     permutation_importance_by_feature,
     regression_diagnostics,
 )
-from training.report import render_report
+from sluice.report import render_report
 
 WINE = DATA / "tabular" / "winequality-red.csv"
 CHURN = DATA / "churn" / "telco_customer_churn_ibm.csv"

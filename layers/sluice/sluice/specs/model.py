@@ -155,6 +155,16 @@ class ForecastSpec(Spec):
         return sorted(set(v))
 
 
+class MonitoringSpec(Spec):
+    """What the API captures of this model's traffic, and how a new version meets it."""
+
+    capture_rate: float | None = Field(None, ge=0.0, le=1.0, description="share of requests captured")
+    drop: list[str] = Field(default_factory=list, description="fields never captured")
+    hash: list[str] = Field(default_factory=list, description="fields captured as a keyed hash")
+    canary: bool = Field(False, description="a version that passes the gates starts as challenger")
+    challenger_share: float | None = Field(None, gt=0.0, le=1.0, description="callers a challenger serves")
+
+
 class ModelSpec(Spec):
     name: str
     dataset: str
@@ -175,6 +185,7 @@ class ModelSpec(Spec):
     gates: GateSpec = Field(default_factory=GateSpec)
     anomaly: AnomalySpec | None = None
     forecast: ForecastSpec | None = None
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
 
     @model_validator(mode="before")
     @classmethod
