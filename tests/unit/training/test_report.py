@@ -25,6 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sluice.profile import profile_frame
+from sluice.report import render_report
 from tests.events import DATA
 from training.diagnostics import (
     anomaly_diagnostics,
@@ -33,7 +34,6 @@ from training.diagnostics import (
     permutation_importance_by_feature,
     regression_diagnostics,
 )
-from sluice.report import render_report
 
 WINE = DATA / "tabular" / "winequality-red.csv"
 CHURN = DATA / "churn" / "telco_customer_churn_ibm.csv"
