@@ -58,6 +58,7 @@ DESCRIPTION = {
 }
 _NUMERIC = ("float", "int")
 _STRINGS = ("string", "text")
+_FIELD = {"float": np.dtype(np.float64), "int": np.dtype(np.float64), "datetime": np.dtype("datetime64[s]")}
 _DATE_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: the same rows give the same bytes
 
 
@@ -87,13 +88,23 @@ class _Ranked(NamedTuple):
 _Piece = np.ndarray | _Ranked
 
 
+def _sorted_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct values, index of each value in them). A stable sort: inputs made of a few
+    sorted runs (the parser's sorted categories, dictionaries being merged) sort in linear time."""
+    if len(values) < 2 or bool(np.all(values[1:] > values[:-1])):
+        return values, np.arange(len(values))
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.ones(len(ordered), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    inverse = np.empty(len(values), dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
+
+
 def _ranked(strings: Strings) -> _Ranked:
     present = np.flatnonzero(~strings.null)
-    chosen = strings.values[present]
-    if len(chosen) < 2 or bool(np.all(chosen[1:] > chosen[:-1])):  # already sorted (the usual case)
-        distinct, inverse = chosen, np.arange(len(chosen))
-    else:
-        distinct, inverse = np.unique(chosen, return_inverse=True)
+    distinct, inverse = _sorted_unique(strings.values[present])
     rank = np.full(len(strings.values), -1, dtype=np.int64)
     rank[present] = inverse
     return _Ranked(strings.codes, rank, distinct)
@@ -111,8 +122,12 @@ def _tail(piece: _Piece, k: int) -> _Piece:
     return piece[k:]
 
 
-def _code_dtype(size: int) -> type[np.signedinteger[Any]]:
-    return np.int8 if size < 1 << 7 else np.int16 if size < 1 << 15 else np.int32
+def _rows(piece: _Piece) -> int:
+    return len(piece.codes) if isinstance(piece, _Ranked) else len(piece)
+
+
+def _code_dtype(size: int) -> np.dtype[Any]:
+    return np.dtype(np.int8 if size < 1 << 7 else np.int16 if size < 1 << 15 else np.int32)
 
 
 def _utf8(values: list[str]) -> tuple[bytes, np.ndarray]:
@@ -126,62 +141,84 @@ def _utf8(values: list[str]) -> tuple[bytes, np.ndarray]:
 
 def _used(piece: _Ranked) -> np.ndarray:
     """Which of ``piece.distinct`` its rows use."""
-    seen = np.bincount(piece.codes, minlength=len(piece.rank)).astype(bool)
-    ranks = piece.rank[seen]
+    ranks = piece.rank[np.bincount(piece.codes, minlength=len(piece.rank)).astype(bool)]
     used = np.zeros(len(piece.distinct), dtype=bool)
     used[ranks[ranks >= 0]] = True
     return used
 
 
-def _dictionary(pieces: list[_Ranked]) -> tuple[np.ndarray, list[str]]:
-    """The canonical encoding of a string column's rows: (codes, sorted distinct non-null values)."""
+class _Dictionary(NamedTuple):
+    """A string column of one row group: its sorted distinct values and, per piece, the code of each
+    of the piece's values (-1: null or unused)."""
+
+    distinct: list[str]
+    remaps: list[np.ndarray]
+    dtype: np.dtype[Any]
+
+
+def _dictionary(pieces: list[_Ranked]) -> _Dictionary:
+    """The canonical dictionary of a string column's rows: the distinct non-null values, sorted."""
     used = [_used(p) for p in pieces]
     if len(pieces) == 1:
         distinct = pieces[0].distinct[used[0]]
         positions = [np.cumsum(used[0]) - 1]
     else:
-        distinct = np.unique(np.concatenate([p.distinct[u] for p, u in zip(pieces, used, strict=True)]))
-        positions = [np.searchsorted(distinct, p.distinct) for p in pieces]
+        distinct, inverse = _sorted_unique(
+            np.concatenate([p.distinct[u] for p, u in zip(pieces, used, strict=True)])
+        )
+        bounds = np.cumsum([0] + [int(u.sum()) for u in used])
+        positions = []
+        for k, u in enumerate(used):
+            position = np.zeros(len(u), dtype=np.int64)
+            position[u] = inverse[bounds[k] : bounds[k + 1]]
+            positions.append(position)
     dtype = _code_dtype(len(distinct))
-    codes = []
+    remaps = []
     for piece, position in zip(pieces, positions, strict=True):
         remap = np.full(len(piece.rank), -1, dtype=dtype)
         ranked = piece.rank >= 0
         remap[ranked] = position[piece.rank[ranked]]
-        codes.append(remap[piece.codes])
-    return (codes[0] if len(codes) == 1 else np.concatenate(codes)), distinct.tolist()
+        remaps.append(remap)
+    return _Dictionary(distinct.tolist(), remaps, dtype)
 
 
-def _row_values(kind: str, pieces: list[np.ndarray]) -> np.ndarray:
-    values = np.concatenate(pieces) if len(pieces) > 1 else np.asarray(pieces[0])
-    if kind == "datetime":  # whole seconds, rounded down (as ISO-8601 text to the second would be)
-        return np.where(values == _NAT, _NAT, values // _US_PER_S).view("datetime64[s]")
-    return values.astype(np.float64, copy=False)
+def _fill(field: np.ndarray, kind: str, pieces: list[_Piece], dictionary: _Dictionary | None) -> None:
+    """Write one column's pieces into its field of the group's records."""
+    start = 0
+    for k, piece in enumerate(pieces):
+        end = start + _rows(piece)
+        if isinstance(piece, _Ranked):
+            assert dictionary is not None
+            np.take(dictionary.remaps[k], piece.codes, out=field[start:end], mode="clip")
+        elif kind == "datetime":  # whole seconds, rounded down (as ISO-8601 text to the second would be)
+            seconds = field[start:end].view(np.int64)
+            np.floor_divide(piece, _US_PER_S, out=seconds)
+            seconds[piece == _NAT] = _NAT
+        else:
+            field[start:end] = piece
+        start = end
 
 
 def encode_group(kinds: list[str], pieces: list[list[_Piece]], n: int) -> dict[str, np.ndarray]:
     """The members of one row group of ``n`` rows (``pieces``: those rows, as lists of columns)."""
-    fields: list[np.ndarray] = []
-    words: list[str] = []
-    sizes: list[int] = []
-    for j, kind in enumerate(kinds):
-        column = [p[j] for p in pieces]
-        if kind in _STRINGS:
-            codes, distinct = _dictionary([c for c in column if isinstance(c, _Ranked)])
-            fields.append(codes)
-            words.extend(distinct)
-            sizes.append(len(distinct))
-        else:
-            fields.append(_row_values(kind, [c for c in column if not isinstance(c, _Ranked)]))
-    rows = np.empty(n, dtype=[(f"c{j}", f.dtype) for j, f in enumerate(fields)])
-    for j, f in enumerate(fields):
-        rows[f"c{j}"] = f
+    columns = [[p[j] for p in pieces] for j in range(len(kinds))]
+    dictionaries = {
+        j: _dictionary([c for c in column if isinstance(c, _Ranked)])
+        for j, (kind, column) in enumerate(zip(kinds, columns, strict=True))
+        if kind in _STRINGS
+    }
+    rows = np.empty(
+        n, dtype=[(f"c{j}", _FIELD.get(kind) or dictionaries[j].dtype) for j, kind in enumerate(kinds)]
+    )
+    for j, (kind, column) in enumerate(zip(kinds, columns, strict=True)):
+        _fill(rows[f"c{j}"], kind, column, dictionaries.get(j))
+    words = [w for d in dictionaries.values() for w in d.distinct]
     blob, lengths = _utf8(words)
     return {
         "rows": rows,
         "dict": np.frombuffer(blob, dtype=np.uint8),
         "ends": np.cumsum(lengths),
-        "sizes": np.asarray(sizes, dtype=np.int64),
+        "sizes": np.asarray([len(d.distinct) for d in dictionaries.values()], dtype=np.int64),
     }
 
 

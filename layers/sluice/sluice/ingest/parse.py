@@ -43,6 +43,11 @@ _SENTINEL = "\x01"
 MAX_READ = 16 << 20  # bytes asked from the stream at once
 
 
+def count_newlines(data: bytes) -> int:
+    """``data.count(b"\\n")``, with numpy (several times faster on megabytes)."""
+    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 10))
+
+
 @dataclass
 class Block:
     data: bytes
@@ -52,7 +57,7 @@ class Block:
 
     def newline_count(self) -> int:
         if self.newlines < 0:
-            self.newlines = self.data.count(b"\n")
+            self.newlines = count_newlines(self.data)
         return self.newlines
 
 
@@ -102,7 +107,7 @@ def count_records(data: bytes, quote: bytes) -> int:
     """Records in ``data`` (whole records; the last may lack its newline)."""
     if quote and _quoted_newline(data, quote):
         return len(_multiline_records(data, quote)[0])
-    return data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+    return count_newlines(data) + (0 if not data or data.endswith(b"\n") else 1)
 
 
 def _csv_cut(buf: bytes, target: int, dialect: Dialect) -> int:
