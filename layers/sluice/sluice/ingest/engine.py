@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -56,6 +57,7 @@ from sluice.rules import RuleState, evaluate_rules
 from sluice.specs import DatasetSpec, RuleSpec
 
 DEFAULT_CHUNK_ROWS = 50_000
+PARSE_AHEAD = True  # parse the next chunk on a worker thread while this one is handled
 VALUE_SAMPLE_BYTES = 256 * 1024  # the file's first records, whose distinct values decide number/date formats
 _NO_RULES = RuleSpec()
 
@@ -158,6 +160,7 @@ class _Run:
         self.nulls = dict.fromkeys(self.types, 0)
         self.profiler = Profiler(self.types)
         self.source.sample = b""  # the reader holds what is left of it
+        self.layout.records = []  # detection's parsed sample: not needed any more
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.writer = Serial()  # data.npz is written on a worker thread while the next chunk is parsed
         self.curated = CuratedWriter(self.out_dir / DATA_FILE, self.types, submit=self.writer.submit)
@@ -165,13 +168,32 @@ class _Run:
         self.quarantine_writer = csv.writer(self.quarantine_file, lineterminator="\n")
         self.quarantine_writer.writerow(QUARANTINE_COLUMNS)
 
+    def _take_first(self) -> Records:
+        first, self.first = self.first, None
+        assert first is not None
+        return first
+
     def records(self) -> Iterator[Records]:
-        """The parsed chunks, in file order."""
+        """The parsed chunks, in file order. While the caller handles one, a worker thread reads and
+        parses the next (pandas tokenises without holding the GIL): two chunks in memory at most."""
         if self.first is not None:
-            first, self.first = self.first, None
-            yield first
-        for block in self.blocks:
-            yield parse_block(block, self.layout.dialect, self.layout.width)
+            yield self._take_first()  # no local keeps it (nor its block) once it has been handled
+        dialect, width = self.layout.dialect, self.layout.width
+        blocks = iter(self.blocks)
+
+        def parse_next() -> Records | None:
+            block = next(blocks, None)
+            return None if block is None else parse_block(block, dialect, width)
+
+        if not PARSE_AHEAD:
+            while (records := parse_next()) is not None:
+                yield records
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="sluice-parse") as pool:
+            ahead = pool.submit(parse_next)
+            while (records := ahead.result()) is not None:
+                ahead = pool.submit(parse_next)
+                yield records
 
     # -- one chunk ---------------------------------------------------------------------------------
 

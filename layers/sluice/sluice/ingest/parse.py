@@ -3,7 +3,8 @@
 **Blocks.** ``BlockReader`` cuts the stream into blocks of about ``target_bytes`` (the chunk size in
 rows times the sample's bytes per record), always after a newline that is outside quotes (an even
 number of quote characters before it), so a block holds whole records and memory is bounded by the
-block size, not the file size. When no such newline comes for four times the target (a stray quote
+block size, not the file size (the last block may hold up to a quarter more, so that the file does not
+end with a runt block). When no such newline comes for four times the target (a stray quote
 inside an unquoted field makes the count odd), the csv module finds where its record really ends;
 only a single field longer than 16 MB would make a cut land inside it (then reported as a warning).
 
@@ -151,6 +152,9 @@ class BlockReader:
     def __iter__(self) -> Iterator[Block]:
         buf, line, eof = self.prefix, self.first_line, False
         self.prefix = b""  # the blocks own it from now on
+        # read a quarter of a block beyond the target before cutting: a file ending within it becomes
+        # one last block rather than a runt (one more parse and chunk for a few rows)
+        want = self.target + self.target // 4
         while True:
             cut = -1
             parts: list[bytes] = []
@@ -159,7 +163,7 @@ class BlockReader:
                     buf, parts = b"".join([buf, *parts]), []
                 if eof:
                     break
-                if len(buf) >= self.target:
+                if len(buf) >= want:
                     cut = _cut(buf, self.target, self.quote, False)
                     if cut <= 0 and len(buf) >= 4 * self.target and len(buf) >= 1 << 16:
                         # no balanced quotes for a long stretch (a stray quote?): ask the csv module
@@ -170,7 +174,7 @@ class BlockReader:
                         self.forced_cuts += cut > 0
                     if cut > 0:
                         break
-                piece = self.stream.read(min(max(self.target - len(buf), 1 << 16), MAX_READ))
+                piece = self.stream.read(min(max(want - len(buf), 1 << 16), MAX_READ))
                 if piece:
                     parts.append(piece)
                 else:
@@ -291,6 +295,32 @@ class _Fallback(Exception):
     pass
 
 
+class _Concatenated(io.BufferedIOBase):
+    """A binary stream over some byte strings end to end, without joining them: the parser reads it
+    piece by piece (a joined copy, or ``BytesIO``, would hold the block twice)."""
+
+    def __init__(self, parts: tuple[bytes, ...]):
+        self._parts = [memoryview(p) for p in parts]
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        while self._parts:
+            part = self._parts[0]
+            if self._pos < len(part):
+                end = len(part) if size is None or size < 0 else min(len(part), self._pos + size)
+                piece = bytes(part[self._pos : end])
+                self._pos = end
+                return piece
+            self._parts.pop(0).release()
+            self._pos = 0
+        return b""
+
+    read1 = read
+
+
 def _pandas(block: Block, dialect: Dialect, width: int) -> Records:
     data = block.data
     quote = dialect.quotechar.encode()
@@ -310,7 +340,7 @@ def _pandas(block: Block, dialect: Dialect, width: int) -> Records:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             df = pd.read_csv(
-                io.BytesIO(sentinel + data),
+                _Concatenated((sentinel, data)),
                 sep=sep,
                 header=None,
                 names=list(range(width + 1)),
