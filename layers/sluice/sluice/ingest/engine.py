@@ -30,7 +30,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -49,7 +48,15 @@ from sluice.ingest.outcome import (
     gate_problem,
     write_json,
 )
-from sluice.ingest.parse import Block, BlockReader, Records, complete_records, count_records, parse_block
+from sluice.ingest.parse import (
+    Block,
+    BlockReader,
+    ParseAhead,
+    Records,
+    complete_records,
+    count_records,
+    parse_block,
+)
 from sluice.ingest.source import HashingReader, Serial, Source, open_source
 from sluice.ingest.values import Plan, Typed, build_plans, type_chunk
 from sluice.profile import Categories, Coded, Profiler
@@ -57,7 +64,6 @@ from sluice.rules import RuleState, evaluate_rules
 from sluice.specs import DatasetSpec, RuleSpec
 
 DEFAULT_CHUNK_ROWS = 50_000
-PARSE_AHEAD = True  # parse the next chunk on a worker thread while this one is handled
 VALUE_SAMPLE_BYTES = 256 * 1024  # the file's first records, whose distinct values decide number/date formats
 _NO_RULES = RuleSpec()
 
@@ -130,12 +136,16 @@ class _Run:
             quote.decode(),
             layout.dialect,
         )
-        self.blocks = iter(self.reader)
+        blocks: Iterator[Block] = iter(self.reader)
         self.first: Records | None = None
         samples: dict[int, list[str]] = {}
+        first = next(blocks, None) if region else None
+        if first is not None and len(first.data) < len(region):
+            blocks, first = itertools.chain([first], blocks), None
+        # the next block is parsed on a worker thread while this thread parses the first one
+        self.ahead = ParseAhead(blocks, layout.dialect, layout.width)
         if region:
-            first = next(self.blocks, None)
-            if first is not None and len(first.data) >= len(region):
+            if first is not None:
                 # the first chunk holds the sample: one parse serves detection and the chunk
                 self.first = parse_block(first, layout.dialect, layout.width)
                 k = count_records(region, quote) if self.first.engine == "pandas" else -1
@@ -149,8 +159,6 @@ class _Run:
                 samples = _distinct(
                     parse_block(Block(region, layout.data_line, True), layout.dialect, layout.width)
                 )
-                if first is not None:
-                    self.blocks = itertools.chain([first], self.blocks)
         self.plans: list[Plan] = build_plans(
             self.spec, layout.canonical, layout.extras, samples, layout.dialect.delimiter
         )
@@ -174,26 +182,10 @@ class _Run:
         return first
 
     def records(self) -> Iterator[Records]:
-        """The parsed chunks, in file order. While the caller handles one, a worker thread reads and
-        parses the next (pandas tokenises without holding the GIL): two chunks in memory at most."""
+        """The parsed chunks, in file order (the next one is parsed while the caller handles one)."""
         if self.first is not None:
             yield self._take_first()  # no local keeps it (nor its block) once it has been handled
-        dialect, width = self.layout.dialect, self.layout.width
-        blocks = iter(self.blocks)
-
-        def parse_next() -> Records | None:
-            block = next(blocks, None)
-            return None if block is None else parse_block(block, dialect, width)
-
-        if not PARSE_AHEAD:
-            while (records := parse_next()) is not None:
-                yield records
-            return
-        with ThreadPoolExecutor(1, thread_name_prefix="sluice-parse") as pool:
-            ahead = pool.submit(parse_next)
-            while (records := ahead.result()) is not None:
-                ahead = pool.submit(parse_next)
-                yield records
+        yield from self.ahead
 
     # -- one chunk ---------------------------------------------------------------------------------
 
@@ -325,6 +317,7 @@ class _Run:
     # -- the end -----------------------------------------------------------------------------------
 
     def finish(self, started: float) -> IngestOutcome:
+        self.ahead.close()
         storage = self.curated.close()
         self.writer.close()
         self.quarantine_file.close()
@@ -341,6 +334,9 @@ class _Run:
         return outcome
 
     def abort(self) -> None:
+        ahead = getattr(self, "ahead", None)
+        if ahead is not None:
+            ahead.close()
         writer = getattr(self, "writer", None)
         if writer is not None:
             with contextlib.suppress(OSError):
@@ -442,6 +438,7 @@ def ingest_stream(
         run.open(stream)
         for records in run.records():
             run.chunk(records)
+            del records  # before the next is asked for: two chunks in memory, not three
     except BaseException:
         run.abort()
         raise

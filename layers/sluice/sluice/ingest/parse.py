@@ -31,6 +31,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ def count_newlines(data: bytes) -> int:
 
 @dataclass
 class Block:
-    data: bytes
+    data: bytes | bytearray
     first_line: int  # physical line number of the block's first byte
     final: bool
     newlines: int = -1  # count of b"\n" in data (-1: not counted yet)
@@ -150,19 +151,16 @@ class BlockReader:
         self.forced_cuts = 0  # boundaries placed at a newline without knowing (no record ended)
 
     def __iter__(self) -> Iterator[Block]:
-        buf, line, eof = self.prefix, self.first_line, False
+        # A bytearray that reads are appended to and that is cut in place: each byte is copied once
+        # on its way into a block (joining pieces and slicing blocks off bytes copied it thrice).
+        buf, line, eof = bytearray(self.prefix), self.first_line, False
         self.prefix = b""  # the blocks own it from now on
         # read a quarter of a block beyond the target before cutting: a file ending within it becomes
         # one last block rather than a runt (one more parse and chunk for a few rows)
         want = self.target + self.target // 4
         while True:
             cut = -1
-            parts: list[bytes] = []
-            while True:
-                if parts:
-                    buf, parts = b"".join([buf, *parts]), []
-                if eof:
-                    break
+            while not eof:
                 if len(buf) >= want:
                     cut = _cut(buf, self.target, self.quote, False)
                     if cut <= 0 and len(buf) >= 4 * self.target and len(buf) >= 1 << 16:
@@ -176,17 +174,49 @@ class BlockReader:
                         break
                 piece = self.stream.read(min(max(want - len(buf), 1 << 16), MAX_READ))
                 if piece:
-                    parts.append(piece)
+                    buf += piece
                 else:
                     eof = True
             if cut <= 0:
                 if buf:
                     yield Block(buf, line, True)
                 return
-            block = Block(buf[:cut], line, False)
-            buf = buf[cut:]
+            rest = buf[cut:]
+            del buf[cut:]
+            block = Block(buf, line, False)
+            buf = rest
             yield block
             line += block.newline_count()
+
+
+class ParseAhead:
+    """Reads and parses ``blocks`` one block ahead of the caller, on one worker thread (pandas
+    tokenises without holding the GIL, so the next block is parsed while the caller handles this
+    one). Started at once: the first block is already being parsed when the constructor returns."""
+
+    def __init__(self, blocks: Iterator[Block], dialect: Dialect, width: int):
+        self._blocks = blocks
+        self._dialect = dialect
+        self._width = width
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sluice-parse")
+        self._next: Future[Records | None] = self._pool.submit(self._parse_next)
+
+    def _parse_next(self) -> Records | None:
+        block = next(self._blocks, None)
+        return None if block is None else parse_block(block, self._dialect, self._width)
+
+    def __iter__(self) -> Iterator[Records]:
+        """The parsed blocks in order; two at most in memory (the caller's and the next)."""
+        while True:
+            records = self._next.result()
+            if records is None:
+                return
+            self._next = self._pool.submit(self._parse_next)
+            yield records
+            del records
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- records ---------------------------------------------------------------------------------------
@@ -365,12 +395,10 @@ def _pandas(block: Block, dialect: Dialect, width: int) -> Records:
         codes = np.asarray(cat.codes)
         if codes[0] < 0 or categories[codes[0]] != _SENTINEL or not isinstance(categories[-1], str):
             raise _Fallback(f"column {i}: categories were not kept as strings")
-        sentinel = int(codes[0])
-        del categories[sentinel]  # no row refers to it any more
-        codes = codes[1:]
-        if sentinel < len(categories):
-            codes = codes - (codes > sentinel).astype(codes.dtype)
-        columns.append((codes, categories))
+        # no row refers to the sentinel's category any more: it becomes an empty (null) value, which
+        # costs nothing downstream, rather than being removed (renumbering every code after it)
+        categories[int(codes[0])] = ""
+        columns.append((codes[1:], categories))
     spare_codes, spare_values = columns.pop()
     spare_blank = np.fromiter((not v.strip() for v in spare_values), dtype=bool, count=len(spare_values))
     too_many = ~spare_blank[spare_codes]
