@@ -89,16 +89,23 @@ _Piece = np.ndarray | _Ranked
 
 
 def _sorted_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted distinct values, index of each value in them). A stable sort: inputs made of a few
-    sorted runs (the parser's sorted categories, dictionaries being merged) sort in linear time."""
-    if len(values) < 2 or bool(np.all(values[1:] > values[:-1])):
+    """(sorted distinct values, index of each value in them). Values already in order (the parser's
+    sorted categories) need no sort; otherwise a stable sort, linear on a few sorted runs
+    (dictionaries being merged)."""
+    if len(values) < 2:
         return values, np.arange(len(values))
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
+    if bool(np.all(values[1:] >= values[:-1])):
+        order, ordered = None, values
+    else:
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
     first = np.ones(len(ordered), dtype=bool)
     first[1:] = ordered[1:] != ordered[:-1]
+    ranks = np.cumsum(first) - 1
+    if order is None:
+        return ordered[first], ranks
     inverse = np.empty(len(values), dtype=np.int64)
-    inverse[order] = np.cumsum(first) - 1
+    inverse[order] = ranks
     return ordered[first], inverse
 
 

@@ -55,6 +55,8 @@ _GROUPING = "[ \u00a0\u202f']"  # spaces and apostrophes used as thousands separ
 
 def decimal_separator(values: list[str], delimiter: str) -> str:
     """Infer a column's decimal mark: ``,`` when values look like ``1.234,56`` or ``12,5``."""
+    if not any("," in str(v) for v in values):
+        return "."  # no comma at all (the usual case): nothing to weigh
     s = pd.Series(values, dtype=object).astype(str)
     both = s[s.str.contains(",", regex=False) & s.str.contains(".", regex=False)]
     if len(both):
