@@ -43,7 +43,7 @@ SCHEMA_FILE = "schema.json"
 CONTENT_TYPE = "application/octet-stream"
 FORMAT = "sluice-npz"
 VERSION = 1
-GROUP_ROWS = 1 << 15
+GROUP_ROWS = 1 << 14
 DESCRIPTION = {
     "data": DATA_FILE,
     "schema": SCHEMA_FILE,

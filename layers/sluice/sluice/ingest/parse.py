@@ -3,7 +3,7 @@
 **Blocks.** ``BlockReader`` cuts the stream into blocks of about ``target_bytes`` (the chunk size in
 rows times the sample's bytes per record), always after a newline that is outside quotes (an even
 number of quote characters before it), so a block holds whole records and memory is bounded by the
-block size, not the file size (the last block may hold up to a quarter more, so that the file does not
+block size, not the file size (the last block may hold up to an eighth more, so that the file does not
 end with a runt block). When no such newline comes for four times the target (a stray quote
 inside an unquoted field makes the count odd), the csv module finds where its record really ends;
 only a single field longer than 16 MB would make a cut land inside it (then reported as a warning).
@@ -158,9 +158,9 @@ class BlockReader:
         # on its way into a block (joining pieces and slicing blocks off bytes copied it thrice).
         buf, line, eof = bytearray(self.prefix), self.first_line, False
         self.prefix = b""  # the blocks own it from now on
-        # read a quarter of a block beyond the target before cutting: a file ending within it becomes
+        # read an eighth of a block beyond the target before cutting: a file ending within it becomes
         # one last block rather than a runt (one more parse and chunk for a few rows)
-        want = self.target + self.target // 4
+        want = self.target + self.target // 8
         while True:
             cut = -1
             while not eof:
@@ -177,7 +177,7 @@ class BlockReader:
                         break
                 piece = self.stream.read(min(max(want - len(buf), 1 << 16), MAX_READ))
                 if piece:
-                    buf += piece
+                    buf = bytearray().join((buf, piece))  # one allocation of the exact size
                 else:
                     eof = True
             if cut <= 0:
