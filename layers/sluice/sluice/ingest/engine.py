@@ -142,6 +142,9 @@ class _Run:
         first = next(blocks, None) if region else None
         if first is not None and len(first.data) < len(region):
             blocks, first = itertools.chain([first], blocks), None
+        # from here on a worker thread reads and parses the next block: the second block while this
+        # thread parses the first one, then one block ahead of the chunk being handled
+        self.ahead = ParseAhead(blocks, layout.dialect, layout.width)
         if region:
             if first is not None:
                 # the first chunk holds the sample: one parse serves detection and the chunk
@@ -157,8 +160,6 @@ class _Run:
                 samples = _distinct(
                     parse_block(Block(region, layout.data_line, True), layout.dialect, layout.width)
                 )
-        # from here on, the next block is parsed on a worker thread while this one handles a chunk
-        self.ahead = ParseAhead(blocks, layout.dialect, layout.width)
         self.plans: list[Plan] = build_plans(
             self.spec, layout.canonical, layout.extras, samples, layout.dialect.delimiter
         )
