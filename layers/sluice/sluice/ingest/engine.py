@@ -16,7 +16,7 @@ quarantined (``rows_read = rows_clean + rows_quarantined``); blank records are c
 
 Curated data is ``data.npz`` + ``schema.json`` (``sluice.curated``: typed arrays, column by column in
 row groups), neither Parquet (pyarrow, ~128 MB, does not fit beside the train function's ML layer) nor
-CSV (writing every row back out as text cost as much as parsing it).
+CSV (writing every row back out as text took about a quarter of the time).
 """
 
 from __future__ import annotations
