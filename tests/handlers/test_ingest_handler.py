@@ -79,7 +79,7 @@ def test_object_created_event_writes_curated_outputs(s3, handler, capsys, name):
     prefix = f"curated/transactions/{result['run_id']}/"
     assert result["curated_prefix"] == prefix
     assert keys_under(s3, prefix) == {
-        prefix + "data.csv",
+        prefix + "data.npz",
         prefix + "schema.json",
         prefix + "quality.json",
         prefix + "quarantine.csv",

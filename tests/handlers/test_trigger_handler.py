@@ -197,7 +197,7 @@ def test_unversioned_objects_are_told_apart_by_etag():
         ("raw/transactions/.csv", None),
         ("raw/a.csv", None),
         ("raw//a.csv", None),
-        ("curated/transactions/run/data.csv", None),
+        ("curated/transactions/run/data.npz", None),
         ("models/m/v1/model.onnx", None),
     ],
 )

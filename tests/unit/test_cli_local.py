@@ -13,7 +13,7 @@ from sluice.specs import parse_dataset_spec
 from sluice_cli.main import main
 from tests.unit.ingest.helpers import HOUSEHOLD, SHUTTLE, WINE, rows_of, to_csv
 
-OUTPUTS = {"data.csv", "schema.json", "quality.json", "quarantine.csv", "profile.json"}
+OUTPUTS = {"data.npz", "schema.json", "quality.json", "quarantine.csv", "profile.json"}
 
 
 def infer_to_file(capsys, path, tmp_path, name="x"):

@@ -240,19 +240,23 @@ class _Categorical:
         self.nulls += int(counts[null].sum())
         present = seen[~null[seen]]
         self.count += int(counts[present].sum())
-        order = present.tolist()
-        known = [i for i in order if values[i] in self.tracked]
-        new = [i for i in order if values[i] not in self.tracked]
+        tally = counts.tolist()
+        tracked = self.tracked
+        new: list[int] = []
+        for i in present.tolist():
+            v = values[i]
+            if v in tracked:
+                tracked[v] += tally[i]
+            else:
+                new.append(i)
         if len(self.tracked) + len(new) > self.max_tracked:
             # admit in order of first appearance in the rows, so the result does not depend on chunking
             distinct, first = np.unique(codes, return_index=True)
             first_row = np.full(len(values), len(codes))
             first_row[distinct] = first
             new.sort(key=lambda i: first_row[i])
-        for i in known:
-            self.tracked[values[i]] += int(counts[i])
         for i in new:
-            v, c = values[i], int(counts[i])
+            v, c = values[i], tally[i]
             if v in self.tracked:
                 self.tracked[v] += c
             elif len(self.tracked) < self.max_tracked:

@@ -14,7 +14,7 @@ import tracemalloc
 import pandas as pd
 import pytest
 
-from sluice.curated import from_csv_bytes
+from sluice.curated import load
 from sluice.errors import QualityGateError
 from sluice.ingest import ingest_bytes, ingest_file, ingest_stream
 from sluice.specs import load_dataset_spec, parse_dataset_spec
@@ -96,7 +96,7 @@ def test_small_chunks_give_the_same_outcome_as_one_chunk(tmp_path, name):
     for size in sizes:
         chunked, c_files, c_quality, c_profile = outputs(tmp_path, name, body, spec, size)
         assert chunked.chunks > 1
-        assert c_files == files  # data.csv, schema.json, quarantine.csv byte for byte
+        assert c_files == files  # data.npz, schema.json, quarantine.csv byte for byte
         assert c_quality == quality
         assert rounded(c_profile) == rounded(profile)
     assert_accounting(whole)
@@ -142,7 +142,7 @@ def test_ingest_file_writes_the_five_files(tmp_path):
     out = tmp_path / "out"
     outcome = ingest_file(HOUSEHOLD, load_dataset_spec("transactions"), out)
     assert sorted(p.name for p in out.iterdir()) == [
-        "data.csv",
+        "data.npz",
         "profile.json",
         "quality.json",
         "quarantine.csv",
@@ -153,7 +153,7 @@ def test_ingest_file_writes_the_five_files(tmp_path):
         {"name": "date", "type": "datetime"},
         {"name": "amount", "type": "float"},
     ]
-    df = from_csv_bytes((out / "data.csv").read_bytes(), schema)
+    df = load((out / "data.npz").read_bytes(), schema)
     pd.testing.assert_frame_equal(df, outcome.clean)
     assert len(df) == 2461
     quality = json.loads((out / "quality.json").read_text())
@@ -261,4 +261,4 @@ def test_peak_memory_is_bounded_by_the_chunk_not_the_file(big_file, tmp_path):
     )
     assert chunked < whole / 5, (chunked, whole)
     assert chunked < one_chunk / 5, (chunked, one_chunk)
-    assert (tmp_path / "a" / "data.csv").read_bytes() == (tmp_path / "b" / "data.csv").read_bytes()
+    assert (tmp_path / "a" / "data.npz").read_bytes() == (tmp_path / "b" / "data.npz").read_bytes()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sluice.ingest.values import NAT, csv_text, fixed_layout, parse_dates, parse_numbers
+from sluice.ingest.values import NAT, fixed_layout, parse_dates, parse_numbers
 
 
 def reference(values: list[str], fmt: str) -> list[int]:
@@ -62,10 +62,3 @@ def test_parse_numbers_fast_and_slow_paths():
     assert comma.tolist() == [1234.5, 12.5, 7.0] and ok.all()
     _, ok = parse_numbers(["1.234", "1234"], ",", "")
     assert ok.tolist() == [False, True]
-
-
-def test_csv_text_quotes_only_what_needs_it():
-    values = ["plain", "a,b", 'say "hi"', "two\nlines", ""]
-    assert csv_text(values) == ["plain", '"a,b"', '"say ""hi"""', '"two\nlines"', ""]
-    assert csv_text(["x", "y"]) == ["x", "y"]
-    assert np.array(csv_text([])).size == 0

@@ -3,7 +3,7 @@
 Public API:
 
 - ``ingest(request) -> IngestResult``: the Lambda step (S3 object in, ``curated/<dataset>/<run_id>/``
-  out: data.csv, schema.json, quality.json, quarantine.csv, profile.json). Idempotent per object
+  out: data.npz, schema.json, quality.json, quarantine.csv, profile.json). Idempotent per object
   version.
 - ``ingest_stream(stream, spec, *, chunk_rows=50_000, gate=True, out_dir) -> IngestOutcome``: any
   binary stream, chunk by chunk, files written progressively into ``out_dir``.

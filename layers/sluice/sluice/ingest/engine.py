@@ -7,15 +7,16 @@ One pass over the input, one chunk (about ``chunk_rows`` records) in memory at a
     column)  ->  for each block: parse_block (pandas C parser)  ->  type every column  ->  drop blank
     rows  ->  sign column  ->  checks: ragged rows, typing failures, nulls, the spec's rules
     (``sluice.rules``, one RuleState for the file)  ->  quarantine.csv gets the failing rows (line,
-    reasons, raw text), data.csv the clean ones  ->  the profile absorbs the clean chunk.
+    reasons, raw text), data.npz the clean ones  ->  the profile absorbs the clean chunk.
 
 Every decision that depends on the data (delimiter, header, decimal marks, date formats, day-first,
 histogram bins) is taken from the file's start, never from a chunk, so the outputs do not depend on
 ``chunk_rows``. Row accounting holds at every chunk: each non-blank record is either clean or
 quarantined (``rows_read = rows_clean + rows_quarantined``); blank records are counted apart.
 
-Curated data is ``data.csv`` + ``schema.json`` (``sluice.curated``), not Parquet: the train function
-reads it, and pyarrow (~128 MB) does not fit beside its ML layer (228.5 of 250 MB used).
+Curated data is ``data.npz`` + ``schema.json`` (``sluice.curated``: typed arrays, column by column in
+row groups), neither Parquet (pyarrow, ~128 MB, does not fit beside the train function's ML layer) nor
+CSV (writing every row back out as text took about a quarter of the time).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import contextlib
 import csv
 import io
 import itertools
-import math
 import shutil
 import tempfile
 import time
@@ -36,29 +36,35 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
+from sluice.curated import DATA_FILE, Column, CuratedWriter, Strings
+from sluice.curated import DESCRIPTION as CURATED_FORMAT
 from sluice.errors import MissingColumnsError, QualityGateError, SourceObjectError, SpecError
 from sluice.ingest.dialect import WHITESPACE, Layout, detect_layout
 from sluice.ingest.outcome import (
+    OUTPUT_FILES,
     QUARANTINE_COLUMNS,
+    UNPUBLISHED,
     IngestOutcome,
     gate_problem,
     write_json,
 )
-from sluice.ingest.parse import Block, BlockReader, Records, complete_records, count_records, parse_block
+from sluice.ingest.parse import (
+    Block,
+    BlockReader,
+    ParseAhead,
+    Records,
+    complete_records,
+    count_records,
+    parse_block,
+)
 from sluice.ingest.source import HashingReader, Serial, Source, open_source
-from sluice.ingest.values import Plan, Typed, build_plans, number_text, type_chunk
+from sluice.ingest.values import Plan, Typed, build_plans, type_chunk
 from sluice.profile import Categories, Coded, Profiler
 from sluice.rules import RuleState, evaluate_rules
 from sluice.specs import DatasetSpec, RuleSpec
 
 DEFAULT_CHUNK_ROWS = 50_000
 VALUE_SAMPLE_BYTES = 256 * 1024  # the file's first records, whose distinct values decide number/date formats
-CURATED_FORMAT = {
-    "data": "data.csv",
-    "schema": "schema.json",
-    "format": "CSV (UTF-8, comma, ISO-8601 datetimes, '.' decimals) + schema.json with the column types",
-    "why_not_parquet": "pyarrow (~128 MB) does not fit the train function's 250 MB (228.5 MB used)",
-}
 _NO_RULES = RuleSpec()
 
 
@@ -72,57 +78,11 @@ def _distinct(recs: Records, k: int | None = None) -> dict[int, list[str]]:
     return out
 
 
-def _run_text(run: list[Typed], n: int) -> list[str] | None:
-    """Adjacent low-cardinality columns joined once per distinct combination (not once per row),
-    then gathered to the rows; None when the combinations are too many to pay off."""
-    key = np.zeros(n, dtype=np.int64)
-    for t in run:
-        key = key * len(t.text_u) + t.codes
-    codes, combos = pd.factorize(key)
-    if len(combos) > n // 4:
-        return None
-    parts = []
-    for t in reversed(run):
-        combos, digit = np.divmod(combos, len(t.text_u))
-        parts.append(t.text_u[digit].tolist())
-    joined = np.array([",".join(p) for p in zip(*reversed(parts), strict=True)], dtype=object)
-    return joined[codes].tolist()
-
-
-def rows_text(columns: list[Typed], n: int) -> str:
-    """The CSV lines (without the last newline) of ``n`` typed rows.
-
-    Joining fields row by row is the cost of writing; runs of adjacent columns with few distinct
-    values per chunk (categories, flags, currencies: common in tabular data) are pre-joined per
-    distinct combination, so each row joins fewer pieces.
-    """
-    limit = max(256, n // 64)
-    pieces: list[list[str]] = []
-    run: list[Typed] = []
-
-    def flush() -> None:
-        if len(run) > 1:
-            joined = _run_text(run, n)
-            if joined is not None:
-                pieces.append(joined)
-                run.clear()
-        pieces.extend(t.text().tolist() for t in run)
-        run.clear()
-
-    for t in columns:
-        small = t.text_rows is None and len(t.text_u) <= limit
-        if small and math.prod(len(r.text_u) for r in run) * len(t.text_u) < 2**62:
-            run.append(t)
-            continue
-        flush()
-        if small:
-            run.append(t)
-        else:
-            pieces.append(t.text().tolist())
-    flush()
-    if len(pieces) == 1:
-        return "\n".join(pieces[0])
-    return "\n".join(map(",".join, zip(*pieces, strict=True)))
+def _curated(t: Typed) -> Column:
+    """One typed column of clean rows as the curated writer takes it."""
+    if t.plan.type in ("string", "text"):
+        return Strings(t.codes, t.value_u, t.null_u)
+    return t.values()
 
 
 def _check_format(spec: DatasetSpec) -> None:
@@ -176,12 +136,17 @@ class _Run:
             quote.decode(),
             layout.dialect,
         )
-        self.blocks = iter(self.reader)
+        blocks: Iterator[Block] = iter(self.reader)
         self.first: Records | None = None
         samples: dict[int, list[str]] = {}
+        first = next(blocks, None) if region else None
+        if first is not None and len(first.data) < len(region):
+            blocks, first = itertools.chain([first], blocks), None
+        # from here on a worker thread reads and parses the next block: the second block while this
+        # thread parses the first one, then one block ahead of the chunk being handled
+        self.ahead = ParseAhead(blocks, layout.dialect, layout.width)
         if region:
-            first = next(self.blocks, None)
-            if first is not None and len(first.data) >= len(region):
+            if first is not None:
                 # the first chunk holds the sample: one parse serves detection and the chunk
                 self.first = parse_block(first, layout.dialect, layout.width)
                 k = count_records(region, quote) if self.first.engine == "pandas" else -1
@@ -195,8 +160,6 @@ class _Run:
                 samples = _distinct(
                     parse_block(Block(region, layout.data_line, True), layout.dialect, layout.width)
                 )
-                if first is not None:
-                    self.blocks = itertools.chain([first], self.blocks)
         self.plans: list[Plan] = build_plans(
             self.spec, layout.canonical, layout.extras, samples, layout.dialect.delimiter
         )
@@ -206,21 +169,24 @@ class _Run:
         self.nulls = dict.fromkeys(self.types, 0)
         self.profiler = Profiler(self.types)
         self.source.sample = b""  # the reader holds what is left of it
+        self.layout.records = []  # detection's parsed sample: not needed any more
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.data_file = (self.out_dir / "data.csv").open("wb")
-        self.writer = Serial()  # data.csv is written on a worker thread while the next chunk is parsed
-        self.data_file.write((",".join(self.types) + "\n").encode())
+        self.writer = Serial()  # data.npz is written on a worker thread while the next chunk is parsed
+        self.curated = CuratedWriter(self.out_dir / DATA_FILE, self.types, submit=self.writer.submit)
         self.quarantine_file = (self.out_dir / "quarantine.csv").open("w", encoding="utf-8", newline="")
         self.quarantine_writer = csv.writer(self.quarantine_file, lineterminator="\n")
         self.quarantine_writer.writerow(QUARANTINE_COLUMNS)
 
+    def _take_first(self) -> Records:
+        first, self.first = self.first, None
+        assert first is not None
+        return first
+
     def records(self) -> Iterator[Records]:
-        """The parsed chunks, in file order."""
+        """The parsed chunks, in file order (the next one is parsed while the caller handles one)."""
         if self.first is not None:
-            first, self.first = self.first, None
-            yield first
-        for block in self.blocks:
-            yield parse_block(block, self.layout.dialect, self.layout.width)
+            yield self._take_first()  # no local keeps it (nor its block) once it has been handled
+        yield from self.ahead
 
     # -- one chunk ---------------------------------------------------------------------------------
 
@@ -296,8 +262,7 @@ class _Run:
         self.rows_read += n
         self.rows_clean += m
         self.rows_quarantined += n - m
-        if m:
-            self.writer.submit(self.data_file.write, (rows_text(clean, m) + "\n").encode())
+        self.curated.append(m, [_curated(t) for t in clean])
         self._observe(typed, clean, m)
         self.chunks += 1
         self.engines[recs.engine] += 1
@@ -319,11 +284,7 @@ class _Run:
         if flip.any():
             self.sign_negated += int(flip.sum())
             values[flip] = -values[flip]
-            ok_u = ~np.isnan(amount.value_u)
-            negated_u = number_text(-amount.value_u, ok_u, amount.plan.type == "int")
-            text = amount.text().copy()
-            text[flip] = negated_u[amount.codes[flip]]
-            amount.value_rows, amount.text_rows = values, text
+            amount.value_rows = values
 
     def _observe(self, typed: list[Typed], clean: list[Typed], m: int) -> None:
         """Formats used (all rows read), nulls and the profile (clean rows)."""
@@ -357,15 +318,16 @@ class _Run:
     # -- the end -----------------------------------------------------------------------------------
 
     def finish(self, started: float) -> IngestOutcome:
+        self.ahead.close()
+        storage = self.curated.close()
         self.writer.close()
-        self.data_file.close()
         self.quarantine_file.close()
         if self.rows_read != self.rows_clean + self.rows_quarantined:
             raise AssertionError(
                 f"row accounting broken: {self.rows_read} != {self.rows_clean} + {self.rows_quarantined}"
             )
         profile = self.profiler.result()
-        outcome = IngestOutcome(self._quality(started), dict(self.types), self.out_dir, profile)
+        outcome = IngestOutcome(self._quality(started), dict(self.types), self.out_dir, profile, storage)
         write_json(self.out_dir / "schema.json", outcome.schema())
         write_json(self.out_dir / "profile.json", profile)
         problem = gate_problem(outcome, self.spec)
@@ -373,13 +335,20 @@ class _Run:
         return outcome
 
     def abort(self) -> None:
+        ahead = getattr(self, "ahead", None)
+        if ahead is not None:
+            ahead.close()
         writer = getattr(self, "writer", None)
         if writer is not None:
             with contextlib.suppress(OSError):
                 writer.close()
-        for f in (getattr(self, "data_file", None), getattr(self, "quarantine_file", None)):
-            if f is not None:
-                f.close()
+        curated = getattr(self, "curated", None)
+        if curated is not None:
+            with contextlib.suppress(OSError, ValueError):  # the archive is incomplete anyway
+                curated.abort()
+        quarantine = getattr(self, "quarantine_file", None)
+        if quarantine is not None:
+            quarantine.close()
 
     def _format(self) -> dict[str, Any]:
         src, layout, spec = self.source, self.layout, self.spec
@@ -456,11 +425,11 @@ def ingest_stream(
     gate: bool = True,
     out_dir: Path | str,
 ) -> IngestOutcome:
-    """Ingest a binary stream chunk by chunk into ``out_dir`` (data.csv, quarantine.csv,
+    """Ingest a binary stream chunk by chunk into ``out_dir`` (data.npz, quarantine.csv,
     schema.json, profile.json); memory is bounded by ``chunk_rows``, not by the file.
 
     Raises SourceObjectError (empty / not text / unreadable), MissingColumnsError (required columns
-    absent; nothing is written), and with ``gate`` QualityGateError (data.csv, schema.json and
+    absent; nothing is written), and with ``gate`` QualityGateError (data.npz, schema.json and
     profile.json are then removed; quarantine.csv stays). ``gate=False`` leaves the decision to the
     caller (``outcome.quality["gate"]``).
     """
@@ -470,6 +439,7 @@ def ingest_stream(
         run.open(stream)
         for records in run.records():
             run.chunk(records)
+            del records  # before the next is asked for: two chunks in memory, not three
     except BaseException:
         run.abort()
         raise
@@ -481,8 +451,8 @@ def ingest_stream(
 
 
 def unpublish(outcome: IngestOutcome) -> None:
-    """Remove what must not be trained on when the gate fails (data.csv, schema.json, profile.json)."""
-    for name in ("data.csv", "schema.json", "profile.json"):
+    """Remove what must not be trained on when the gate fails (data.npz, schema.json, profile.json)."""
+    for name in UNPUBLISHED:
         outcome.path(name).unlink(missing_ok=True)
 
 
@@ -514,7 +484,7 @@ def ingest_file(
     gate: bool = True,
 ) -> IngestOutcome:
     """Ingest a local file into ``out_dir`` exactly as the Lambda writes ``curated/<dataset>/<run_id>/``:
-    data.csv, schema.json, quality.json, quarantine.csv, profile.json.
+    data.npz, schema.json, quality.json, quarantine.csv, profile.json.
 
     When the quality gate fails, only quality.json and quarantine.csv are written, and with ``gate``
     QualityGateError is raised after writing them.
@@ -556,5 +526,5 @@ def ingest_file(
 
 def _published(problem: str | None) -> tuple[str, ...]:
     if problem is not None:
-        return ("quality.json", "quarantine.csv")
-    return ("data.csv", "schema.json", "quality.json", "quarantine.csv", "profile.json")
+        return tuple(name for name in OUTPUT_FILES if name not in UNPUBLISHED)
+    return OUTPUT_FILES

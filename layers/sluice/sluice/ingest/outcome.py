@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 QUARANTINE_COLUMNS = ("line", "reasons", "raw")
-OUTPUT_FILES = ("data.csv", "schema.json", "quality.json", "quarantine.csv", "profile.json")
+OUTPUT_FILES = ("data.npz", "schema.json", "quality.json", "quarantine.csv", "profile.json")
+UNPUBLISHED = ("data.npz", "schema.json", "profile.json")  # removed when the quality gate fails
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ def read_quarantine(body: bytes) -> list[QuarantinedRow]:
 class IngestOutcome:
     """Counts and report of one ingest; the typed rows and quarantined rows live in files.
 
-    ``out_dir`` holds ``data.csv`` + ``schema.json`` (sluice.curated's format), ``quarantine.csv`` and
+    ``out_dir`` holds ``data.npz`` + ``schema.json`` (sluice.curated's format), ``quarantine.csv`` and
     ``profile.json``. ``clean`` and ``quarantine`` read them back on first use (``ingest_bytes`` loads
     them eagerly, its files being temporary). ``quality`` is the report without the S3/file
     specifics (run id, source, outputs, timings) that ``ingest`` and ``ingest_file`` add.
@@ -47,6 +48,7 @@ class IngestOutcome:
     types: dict[str, str]  # column -> curated type, in output order
     out_dir: Path | None = None
     profile: dict[str, Any] | None = None
+    storage: dict[str, Any] | None = None  # schema.json's "storage" (sluice.curated)
     _clean: pd.DataFrame | None = field(default=None, repr=False)
     _quarantine: list[QuarantinedRow] | None = field(default=None, repr=False)
 
@@ -72,15 +74,17 @@ class IngestOutcome:
         return self.out_dir / name
 
     def schema(self) -> dict[str, Any]:
-        return {"columns": [{"name": n, "type": t} for n, t in self.types.items()]}
+        from sluice.curated import schema_of
+
+        return schema_of(self.types, self.storage or {})
 
     @property
     def clean(self) -> pd.DataFrame:
         """The typed clean rows, as ``sluice.curated.read_curated`` returns them."""
         if self._clean is None:
-            from sluice.curated import from_csv_bytes
+            from sluice.curated import DATA_FILE, load
 
-            self._clean = from_csv_bytes(self.path("data.csv").read_bytes(), self.schema())
+            self._clean = load(self.path(DATA_FILE), self.schema())
         return self._clean
 
     @property

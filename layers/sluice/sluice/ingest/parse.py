@@ -3,7 +3,8 @@
 **Blocks.** ``BlockReader`` cuts the stream into blocks of about ``target_bytes`` (the chunk size in
 rows times the sample's bytes per record), always after a newline that is outside quotes (an even
 number of quote characters before it), so a block holds whole records and memory is bounded by the
-block size, not the file size. When no such newline comes for four times the target (a stray quote
+block size, not the file size (the last block may hold up to an eighth more, so that the file does not
+end with a runt block). When no such newline comes for four times the target (a stray quote
 inside an unquoted field makes the count odd), the csv module finds where its record really ends;
 only a single field longer than 16 MB would make a cut land inside it (then reported as a warning).
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,16 +45,24 @@ _SENTINEL = "\x01"
 MAX_READ = 16 << 20  # bytes asked from the stream at once
 
 
+def count_newlines(data: bytes | bytearray) -> int:
+    """``data.count(b"\\n")``, with numpy (several times faster on megabytes), a window at a time (a
+    comparison mask the size of the block would be fresh memory, page-faulted in, every block)."""
+    view = np.frombuffer(data, dtype=np.uint8)
+    step = 1 << 18
+    return sum(int(np.count_nonzero(view[i : i + step] == 10)) for i in range(0, len(view), step))
+
+
 @dataclass
 class Block:
-    data: bytes
+    data: bytes | bytearray
     first_line: int  # physical line number of the block's first byte
     final: bool
     newlines: int = -1  # count of b"\n" in data (-1: not counted yet)
 
     def newline_count(self) -> int:
         if self.newlines < 0:
-            self.newlines = self.data.count(b"\n")
+            self.newlines = count_newlines(self.data)
         return self.newlines
 
 
@@ -102,7 +112,7 @@ def count_records(data: bytes, quote: bytes) -> int:
     """Records in ``data`` (whole records; the last may lack its newline)."""
     if quote and _quoted_newline(data, quote):
         return len(_multiline_records(data, quote)[0])
-    return data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+    return count_newlines(data) + (0 if not data or data.endswith(b"\n") else 1)
 
 
 def _csv_cut(buf: bytes, target: int, dialect: Dialect) -> int:
@@ -144,17 +154,17 @@ class BlockReader:
         self.forced_cuts = 0  # boundaries placed at a newline without knowing (no record ended)
 
     def __iter__(self) -> Iterator[Block]:
-        buf, line, eof = self.prefix, self.first_line, False
+        # A bytearray that reads are appended to and that is cut in place: each byte is copied once
+        # on its way into a block (joining pieces and slicing blocks off bytes copied it thrice).
+        buf, line, eof = bytearray(self.prefix), self.first_line, False
         self.prefix = b""  # the blocks own it from now on
+        # read an eighth of a block beyond the target before cutting: a file ending within it becomes
+        # one last block rather than a runt (one more parse and chunk for a few rows)
+        want = self.target + self.target // 8
         while True:
             cut = -1
-            parts: list[bytes] = []
-            while True:
-                if parts:
-                    buf, parts = b"".join([buf, *parts]), []
-                if eof:
-                    break
-                if len(buf) >= self.target:
+            while not eof:
+                if len(buf) >= want:
                     cut = _cut(buf, self.target, self.quote, False)
                     if cut <= 0 and len(buf) >= 4 * self.target and len(buf) >= 1 << 16:
                         # no balanced quotes for a long stretch (a stray quote?): ask the csv module
@@ -165,19 +175,51 @@ class BlockReader:
                         self.forced_cuts += cut > 0
                     if cut > 0:
                         break
-                piece = self.stream.read(min(max(self.target - len(buf), 1 << 16), MAX_READ))
+                piece = self.stream.read(min(max(want - len(buf), 1 << 16), MAX_READ))
                 if piece:
-                    parts.append(piece)
+                    buf = bytearray().join((buf, piece))  # one allocation of the exact size
                 else:
                     eof = True
             if cut <= 0:
                 if buf:
                     yield Block(buf, line, True)
                 return
-            block = Block(buf[:cut], line, False)
-            buf = buf[cut:]
+            rest = buf[cut:]
+            del buf[cut:]
+            block = Block(buf, line, False)
+            buf = rest
             yield block
             line += block.newline_count()
+
+
+class ParseAhead:
+    """Reads and parses ``blocks`` one block ahead of the caller, on one worker thread (pandas
+    tokenises without holding the GIL, so the next block is parsed while the caller handles this
+    one). Started at once: the first block is already being parsed when the constructor returns."""
+
+    def __init__(self, blocks: Iterator[Block], dialect: Dialect, width: int):
+        self._blocks = blocks
+        self._dialect = dialect
+        self._width = width
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sluice-parse")
+        self._next: Future[Records | None] = self._pool.submit(self._parse_next)
+
+    def _parse_next(self) -> Records | None:
+        block = next(self._blocks, None)
+        return None if block is None else parse_block(block, self._dialect, self._width)
+
+    def __iter__(self) -> Iterator[Records]:
+        """The parsed blocks in order; two at most in memory (the caller's and the next)."""
+        while True:
+            records = self._next.result()
+            if records is None:
+                return
+            self._next = self._pool.submit(self._parse_next)
+            yield records
+            del records
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- records ---------------------------------------------------------------------------------------
@@ -286,6 +328,32 @@ class _Fallback(Exception):
     pass
 
 
+class _Concatenated(io.BufferedIOBase):
+    """A binary stream over some byte strings end to end, without joining them: the parser reads it
+    piece by piece (a joined copy, or ``BytesIO``, would hold the block twice)."""
+
+    def __init__(self, parts: tuple[bytes, ...]):
+        self._parts = [memoryview(p) for p in parts]
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        while self._parts:
+            part = self._parts[0]
+            if self._pos < len(part):
+                end = len(part) if size is None or size < 0 else min(len(part), self._pos + size)
+                piece = bytes(part[self._pos : end])
+                self._pos = end
+                return piece
+            self._parts.pop(0).release()
+            self._pos = 0
+        return b""
+
+    read1 = read
+
+
 def _pandas(block: Block, dialect: Dialect, width: int) -> Records:
     data = block.data
     quote = dialect.quotechar.encode()
@@ -305,7 +373,7 @@ def _pandas(block: Block, dialect: Dialect, width: int) -> Records:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             df = pd.read_csv(
-                io.BytesIO(sentinel + data),
+                _Concatenated((sentinel, data)),
                 sep=sep,
                 header=None,
                 names=list(range(width + 1)),
@@ -330,12 +398,12 @@ def _pandas(block: Block, dialect: Dialect, width: int) -> Records:
         codes = np.asarray(cat.codes)
         if codes[0] < 0 or categories[codes[0]] != _SENTINEL or not isinstance(categories[-1], str):
             raise _Fallback(f"column {i}: categories were not kept as strings")
+        # No row refers to the sentinel's category any more. Rather than removing it (renumbering
+        # every code after it), it takes the value of a neighbour: the categories stay sorted, and no
+        # value appears that no row has (an unused empty value would look like a null).
         sentinel = int(codes[0])
-        del categories[sentinel]  # no row refers to it any more
-        codes = codes[1:]
-        if sentinel < len(categories):
-            codes = codes - (codes > sentinel).astype(codes.dtype)
-        columns.append((codes, categories))
+        categories[sentinel] = categories[sentinel - 1 if sentinel else 1] if len(categories) > 1 else ""
+        columns.append((codes[1:], categories))
     spare_codes, spare_values = columns.pop()
     spare_blank = np.fromiter((not v.strip() for v in spare_values), dtype=bool, count=len(spare_values))
     too_many = ~spare_blank[spare_codes]

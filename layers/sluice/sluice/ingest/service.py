@@ -27,11 +27,12 @@ from botocore.exceptions import ClientError
 from sluice.aws import client
 from sluice.contracts import IngestRequest, IngestResult, SourceObject
 from sluice.errors import QualityGateError, SourceObjectError
+from sluice.ingest.outcome import UNPUBLISHED
 from sluice.settings import get_settings
 from sluice.specs import DatasetSpec, model_specs_for, resolve_dataset_spec
 
 _CONTENT_TYPES = {
-    "data.csv": "text/csv",
+    "data.npz": "application/octet-stream",
     "quarantine.csv": "text/csv",
     "schema.json": "application/json",
     "profile.json": "application/json",
@@ -87,7 +88,7 @@ def _result_from(report: dict[str, Any]) -> IngestResult:
         run_id=report["run_id"],
         source=SourceObject.model_validate(report["source"]),
         curated_prefix=prefix,
-        data_key=outputs["data.csv"],
+        data_key=outputs["data.npz"],
         schema_key=outputs["schema.json"],
         quality_key=outputs["quality.json"],
         quarantine_key=outputs["quarantine.csv"],
@@ -102,7 +103,7 @@ def ingest(request: IngestRequest) -> IngestResult:
     """Stream the uploaded object through ingest, write ``curated/<dataset>/<run_id>/`` and return the
     result (see the module docstring for idempotency).
 
-    quality.json and quarantine.csv are written even when the quality gate fails (then data.csv,
+    quality.json and quarantine.csv are written even when the quality gate fails (then data.npz,
     schema.json and profile.json are not, and QualityGateError is raised), so a rejected upload can
     be diagnosed.
     """
@@ -160,7 +161,7 @@ def ingest(request: IngestRequest) -> IngestResult:
         problem = outcome.quality["gate"]["problem"]
         if problem is not None:
             unpublish(outcome)
-        for name in ("data.csv", "schema.json", "profile.json", "quarantine.csv"):
+        for name in ("data.npz", "schema.json", "profile.json", "quarantine.csv"):
             path = Path(tmp) / name
             if path.exists():
                 s3.upload_file(str(path), out, keys[name], ExtraArgs={"ContentType": _CONTENT_TYPES[name]})
@@ -180,7 +181,7 @@ def ingest(request: IngestRequest) -> IngestResult:
             },
         }
         if problem is not None:
-            for name in ("data.csv", "schema.json", "profile.json"):
+            for name in UNPUBLISHED:
                 report["outputs"].pop(name)
         from sluice.storage import put_json
 

@@ -55,6 +55,8 @@ _GROUPING = "[ \u00a0\u202f']"  # spaces and apostrophes used as thousands separ
 
 def decimal_separator(values: list[str], delimiter: str) -> str:
     """Infer a column's decimal mark: ``,`` when values look like ``1.234,56`` or ``12,5``."""
+    if not any("," in str(v) for v in values):
+        return "."  # no comma at all (the usual case): nothing to weigh
     s = pd.Series(values, dtype=object).astype(str)
     both = s[s.str.contains(",", regex=False) & s.str.contains(".", regex=False)]
     if len(both):
@@ -429,42 +431,6 @@ def discover_formats(values: list[str], plan: DatePlan) -> list[str]:
     return new
 
 
-# -- strings ---------------------------------------------------------------------------------------
-
-_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
-
-
-def csv_text(values: list[str]) -> list[str]:
-    """Values as CSV fields (comma-delimited, minimal quoting). Scans one joined string, so only the
-    few values that need quotes cost anything."""
-    joined = "\x00".join(values)
-    if not _NEEDS_QUOTES.search(joined):
-        return values
-    out = list(values)
-    ends = np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values)) + 1)
-    positions = np.fromiter((m.start() for m in _NEEDS_QUOTES.finditer(joined)), dtype=np.int64)
-    for i in np.unique(np.searchsorted(ends, positions, side="right")):
-        out[i] = '"' + values[i].replace('"', '""') + '"'
-    return out
-
-
-def iso_text(us: np.ndarray) -> np.ndarray:
-    """int64 microseconds -> ``YYYY-MM-DDTHH:MM:SS`` (curated format), '' for NaT."""
-    text = np.datetime_as_string(us.view("datetime64[us]"), unit="s").astype(object)
-    text[us == NAT] = ""
-    return text
-
-
-def number_text(numbers: np.ndarray, ok: np.ndarray, integer: bool) -> np.ndarray:
-    out = np.full(len(numbers), "", dtype=object)
-    idx = np.flatnonzero(ok)
-    if integer:
-        out[idx] = [str(int(x)) for x in np.round(numbers[idx]).tolist()]
-    else:
-        out[idx] = [repr(x) for x in numbers[idx].tolist()]
-    return out
-
-
 # -- plans and typed chunks ------------------------------------------------------------------------
 
 
@@ -538,12 +504,10 @@ class Typed:
     codes: np.ndarray  # row -> distinct value
     null_u: np.ndarray  # bool per distinct value: empty after stripping
     value_u: np.ndarray  # float64 (NaN) | int64 microseconds (NAT) | object str ('' when null)
-    text_u: np.ndarray  # object: the curated CSV field
     fail_u: dict[str, np.ndarray] = field(default_factory=dict)  # reason suffix -> bool per value
     lens_u: np.ndarray | None = None  # text length per distinct value (string/text)
     fmt_u: np.ndarray | None = None  # datetime: index of the format that parsed each value, -1
-    value_rows: np.ndarray | None = None  # row-level overrides (sign column applied)
-    text_rows: np.ndarray | None = None
+    value_rows: np.ndarray | None = None  # row-level override (sign column applied)
 
     def take(self, keep: np.ndarray) -> Typed:
         """The same column restricted to rows ``keep`` (indices)."""
@@ -552,15 +516,12 @@ class Typed:
             self.codes[keep],
             self.null_u,
             self.value_u,
-            self.text_u,
             self.fail_u,
             self.lens_u,
             self.fmt_u,
         )
         if self.value_rows is not None:
             out.value_rows = self.value_rows[keep]
-        if self.text_rows is not None:
-            out.text_rows = self.text_rows[keep]
         return out
 
     def null(self) -> np.ndarray:
@@ -571,9 +532,6 @@ class Typed:
 
     def values(self) -> np.ndarray:
         return self.value_rows if self.value_rows is not None else self.value_u[self.codes]
-
-    def text(self) -> np.ndarray:
-        return self.text_rows if self.text_rows is not None else self.text_u[self.codes]
 
     def series(self) -> pd.Series:
         """Typed values as the curated dtype (for the rules)."""
@@ -609,7 +567,7 @@ def type_chunk(plan: Plan, codes: np.ndarray | None, categories: list[str] | Non
             fail["not_an_integer"] = ok & ~integral
             ok = ok & integral
             numbers = np.where(ok, numbers, np.nan)
-        return Typed(plan, codes, null_u, numbers, number_text(numbers, ok, kind == "int"), fail)
+        return Typed(plan, codes, null_u, numbers, fail)
     if kind == "datetime":
         assert plan.dates is not None
         us = np.full(len(stripped), NAT, dtype=np.int64)
@@ -625,7 +583,6 @@ def type_chunk(plan: Plan, codes: np.ndarray | None, categories: list[str] | Non
                     hit = more != NAT
                     us[left[hit]], which[left[hit]] = more[hit], more_which[hit] + known
         fail = {"unparseable": ~null_u & (us == NAT)}
-        return Typed(plan, codes, null_u, us, iso_text(us), fail, fmt_u=which)
-    text = np.array(csv_text(stripped), dtype=object)
+        return Typed(plan, codes, null_u, us, fail, fmt_u=which)
     lens = np.fromiter(map(len, stripped), dtype=np.int64, count=len(stripped))
-    return Typed(plan, codes, null_u, np.array(stripped, dtype=object), text, {}, lens)
+    return Typed(plan, codes, null_u, np.array(stripped, dtype=object), {}, lens)
