@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from sluice_cli import demo as demo_mod
-from sluice_cli import local, models, monitor
+from sluice_cli import local, models, monitor, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,12 +46,17 @@ def main(argv: list[str] | None = None) -> int:
 
     models.add_parser(sub)
     monitor.add_parser(sub)
+    train.add_parser(sub)
 
     args = parser.parse_args(argv)
     if args.command == "models":
         return models.models_command(args)
     if args.command == "monitor":
         return monitor.monitor_command(args)
+    if args.command == "train":
+        if not args.path.is_file():
+            parser.error(f"{args.path}: no such file")
+        return train.train_command(args.path, args.model, args.spec, args.out)
     if args.command in ("ingest", "infer-spec") and not args.path.is_file():
         parser.error(f"{args.path}: no such file")
     if args.command == "ingest":

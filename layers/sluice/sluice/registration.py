@@ -114,22 +114,27 @@ def evaluate_gates(
     result: TrainResult, spec: ModelSpec, current_champion: int | None = None
 ) -> list[GateCheck]:
     """Every gate of ``spec`` on ``result``, each with a readable detail."""
-    checks = [_parity(result)]
+    checks = [_parity(result), *metric_gates(spec, result.metrics)]
+    if spec.effective_metric is not None and not any(c.gate == "metric" for c in checks):
+        checks.append(_champion(result, spec, current_champion))
+    return checks
+
+
+def metric_gates(spec: ModelSpec, metrics: dict[str, dict[str, float]]) -> list[GateCheck]:
+    """The gates decided by the holdout and baseline metrics alone (``sluice train`` runs these)."""
     metric = spec.effective_metric
     if metric is None:
-        return checks
-    value = result.metrics.get("holdout", {}).get(metric)
+        return []
+    value = metrics.get("holdout", {}).get(metric)
     if value is None:
-        checks.append(GateCheck("metric", False, f"holdout {metric} missing from the train result"))
-        return checks
-    gates = spec.gates
+        return [GateCheck("metric", False, f"holdout {metric} missing from the train result")]
+    gates, checks = spec.gates, []
     if gates.beat_baseline:
         checks.append(
-            _baseline(metric, value, result.metrics.get("baseline", {}).get(metric), gates.baseline_margin)
+            _baseline(metric, value, metrics.get("baseline", {}).get(metric), gates.baseline_margin)
         )
     if gates.min_metric is not None:
         checks.append(_minimum(metric, value, gates.min_metric))
-    checks.append(_champion(result, spec, current_champion))
     return checks
 
 
