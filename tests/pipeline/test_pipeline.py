@@ -469,3 +469,29 @@ def test_sluice_monitor_reports_on_the_captured_traffic(sandbox, api, registry, 
         sandbox.client("s3").get_object(Bucket=sandbox.stack.bucket, Key=outcome["report_key"])["Body"].read()
     )
     assert json.loads(body)["context"]["model"] == "transaction-category"
+
+
+def test_a_retraining_run_trains_the_named_model_and_records_why(sandbox, registry, first_run):
+    """What the monitor starts: the champion's source object again, one model, the reasons."""
+    source = registry.metadata(registry.get_version(CATEGORY, 1))["source"]
+    trigger = {"kind": "monitor", "reasons": ["drift: amount"], "champion_version": 1}
+    payload = {
+        "bucket": source["bucket"],
+        "key": source["key"],
+        "version_id": source["version_id"],
+        "models": [CATEGORY],
+        "trigger": trigger,
+    }
+    sfn = sandbox.client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=sandbox.stack.state_machine_arn, name="retrain-test", input=json.dumps(payload)
+    )["executionArn"]
+
+    result = sandbox.follow(arn, timeout=300)
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    output = json.loads(result["output"])
+    assert [o["model"] for o in output["outcomes"]] == [CATEGORY]
+    assert output["ingest"]["run_id"] == json.loads(first_run["output"])["ingest"]["run_id"]  # same data
+    version = output["outcomes"][0]["version"]
+    assert registry.metadata(registry.get_version(CATEGORY, version))["trigger"] == trigger

@@ -36,6 +36,8 @@ class IngestRequest(Payload):
     key: str
     version_id: str | None = None
     dataset: str | None = Field(None, description="overrides the dataset taken from raw/<dataset>/")
+    models: list[str] | None = Field(None, description="train only these model specs (retraining)")
+    trigger: dict[str, Any] | None = Field(None, description="why this run started, when not an upload")
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> IngestRequest:
@@ -69,6 +71,9 @@ class IngestResult(Payload):
     rows_clean: int
     rows_quarantined: int
     models: list[str] = Field(default_factory=list, description="model specs to train on this data")
+    trigger: dict[str, Any] = Field(
+        default_factory=lambda: {"kind": "upload"}, description="why the run started (lineage)"
+    )
 
 
 class TrainRequest(Payload):

@@ -146,6 +146,7 @@ def lineage(result: TrainResult, spec: ModelSpec, checks: list[GateCheck], bucke
         "task": result.task,
         "dataset": ingest.dataset,
         "source": ingest.source.to_event(),
+        "trigger": ingest.trigger,
         "ingest": {
             "run_id": ingest.run_id,
             "curated_prefix": ingest.curated_prefix,

@@ -100,6 +100,18 @@ def _result_from(report: dict[str, Any]) -> IngestResult:
 
 
 def ingest(request: IngestRequest) -> IngestResult:
+    """``_ingest``, then what the request adds: the models to train (a retraining names its model)
+    and why the run started (the monitor's reasons), both carried to the registry's lineage."""
+    result = _ingest(request)
+    update: dict[str, Any] = {}
+    if request.models is not None:
+        update["models"] = [m for m in result.models if m in request.models]
+    if request.trigger:
+        update["trigger"] = request.trigger
+    return result.model_copy(update=update) if update else result
+
+
+def _ingest(request: IngestRequest) -> IngestResult:
     """Stream the uploaded object through ingest, write ``curated/<dataset>/<run_id>/`` and return the
     result (see the module docstring for idempotency).
 
