@@ -183,7 +183,7 @@ ESTIMATORS: dict[Task, dict[str, EstimatorEntry]] = {
         "xgboost": EstimatorEntry(XGBRegressor, TREES, _XGB),
     },
     "anomaly": {
-        "isolation_forest": EstimatorEntry(IsolationForest, TREES, {"n_estimators": 100, "n_jobs": 1}),
+        "isolation_forest": EstimatorEntry(IsolationForest, TREES, {"n_estimators": 200, "n_jobs": 1}),
         "one_class_svm": EstimatorEntry(SubsampledOneClassSVM, DISTANCE, {"nu": 0.05, "max_samples": 2000}),
     },
 }

@@ -11,7 +11,7 @@ Outputs, by task (``FeatureSchema``):
   negated inside the graph. skl2onnx's own detector outputs (a label whose convention differs from
   scikit-learn's, and the decision function) are pruned.
 
-XGBoost converts with onnxmltools' converter, registered with skl2onnx here.
+The converters Sluice adds (XGBoost, IsolationForest, ...) are registered by ``training.converters``.
 """
 
 from __future__ import annotations
@@ -21,26 +21,16 @@ from collections.abc import Iterable
 from typing import Any
 
 import onnx
-from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
-from skl2onnx import convert_sklearn, update_registered_converter
-from skl2onnx.common import tree_ensemble
+from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
-from skl2onnx.common.shape_calculator import (
-    calculate_linear_classifier_output_shapes,
-    calculate_linear_regressor_output_shapes,
-)
-from skl2onnx.operator_converters.support_vector_machines import convert_sklearn_svm_regressor
-from skl2onnx.shape_calculators.scaler import calculate_sklearn_scaler_output_shapes
-from skl2onnx.shape_calculators.support_vector_machines import calculate_sklearn_svm_output_shapes
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
-from xgboost import XGBRegressor
 
 from sluice.contracts import Feature, FeatureSchema
 from sluice.features import date_input_names
 from sluice.specs import FeatureSpec, ModelSpec
-from training.estimators import StringLabelXGBClassifier, SubsampledOneClassSVM
-from training.pipeline import TOKEN_PATTERN, SignedLog1p
+from training import converters
+from training.pipeline import TOKEN_PATTERN
 
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
@@ -53,64 +43,7 @@ TEXT_LOCALE = "C"
 TARGET_OPSET = {"": 21, "ai.onnx.ml": 3}
 
 
-def _convert_signed_log1p(scope: Any, operator: Any, container: Any) -> None:
-    """sign(x) * log(1 + |x|), in the graph's float type."""
-    x = operator.inputs[0].full_name
-    one = scope.get_unique_variable_name("one")
-    container.add_initializer(one, onnx.TensorProto.FLOAT, [], [1.0])
-    names = {k: scope.get_unique_variable_name(k) for k in ("abs", "plus1", "log", "sign")}
-    container.add_node("Abs", [x], [names["abs"]], name=scope.get_unique_operator_name("Abs"))
-    container.add_node(
-        "Add", [names["abs"], one], [names["plus1"]], name=scope.get_unique_operator_name("Add")
-    )
-    container.add_node("Log", [names["plus1"]], [names["log"]], name=scope.get_unique_operator_name("Log"))
-    container.add_node("Sign", [x], [names["sign"]], name=scope.get_unique_operator_name("Sign"))
-    container.add_node(
-        "Mul",
-        [names["sign"], names["log"]],
-        [operator.outputs[0].full_name],
-        name=scope.get_unique_operator_name("Mul"),
-    )
-
-
-update_registered_converter(
-    SignedLog1p, "SluiceSignedLog1p", calculate_sklearn_scaler_output_shapes, _convert_signed_log1p
-)
-update_registered_converter(
-    StringLabelXGBClassifier,
-    "SluiceXGBClassifier",
-    calculate_linear_classifier_output_shapes,
-    convert_xgboost,
-    options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
-)
-update_registered_converter(
-    XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes, convert_xgboost
-)
-# The alias must stay "SklearnOneClassSVM": skl2onnx's shape calculator keys on it.
-update_registered_converter(
-    SubsampledOneClassSVM,
-    "SklearnOneClassSVM",
-    calculate_sklearn_svm_output_shapes,
-    convert_sklearn_svm_regressor,
-)
-
-
-def _missing_flag_as_int(add_node: Any) -> Any:
-    """skl2onnx 1.20 gives HistGradientBoosting leaves the Python bool ``False`` as their
-    missing-value flag, which onnx's protobuf refuses in an ints attribute ("Expected an int, got a
-    boolean"): every HistGradientBoosting export failed. The flag is passed on as an int."""
-
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if "nodes_missing_value_tracks_true" in kwargs:
-            kwargs["nodes_missing_value_tracks_true"] = int(kwargs["nodes_missing_value_tracks_true"])
-        return add_node(*args, **kwargs)
-
-    wrapped.sluice_wrapped = True  # type: ignore[attr-defined]
-    return wrapped
-
-
-if not getattr(tree_ensemble.add_node, "sluice_wrapped", False):
-    tree_ensemble.add_node = _missing_flag_as_int(tree_ensemble.add_node)
+converters.register()
 
 
 def initial_types(features: Iterable[FeatureSpec | Feature]) -> list[tuple[str, Any]]:
@@ -197,9 +130,8 @@ def export_onnx(
 ) -> bytes:
     """Serialise the fitted pipeline with the task's outputs; the schema travels in the metadata.
 
-    ``model_optim=False``: skl2onnx's identity-removal pass is quadratic in the node count and took
-    75 s on a 200-tree IsolationForest (one sub-graph per tree); onnxruntime removes identities anyway
-    when it loads the graph."""
+    ``model_optim=False``: skl2onnx's identity-removal pass is quadratic in the node count (75 s on
+    skl2onnx's own 200-tree IsolationForest graph); onnxruntime removes identities when it loads."""
     task = spec.task
     model = convert_sklearn(
         pipeline,

@@ -174,6 +174,20 @@ def conformal_interval(residuals: np.ndarray, level: float = INTERVAL_LEVEL) -> 
     return Interval(level=level, lower=[min(0.0, float(r[lo]))], upper=[max(0.0, float(r[hi]))])
 
 
+@dataclass
+class _Export:
+    """A candidate refit on the whole train part and exported."""
+
+    outcome: CandidateOutcome
+    pipeline: Pipeline
+    onnx: bytes
+    schema: FeatureSchema
+    document: dict[str, Any]
+    parity: ParityReport | None
+    fit_s: float
+    export_s: float
+
+
 class _Trainer:
     """One training run: the state shared by the steps of ``train_model``."""
 
@@ -213,14 +227,12 @@ class _Trainer:
 
     # -- refit and export ---------------------------------------------------------------------
 
-    def _first_exportable(
-        self, order: list[CandidateOutcome], outcomes: list[CandidateOutcome]
-    ) -> dict[str, Any]:
+    def _first_exportable(self, order: list[CandidateOutcome], outcomes: list[CandidateOutcome]) -> _Export:
         """Refit and export candidates in ranking order; the first that succeeds is the model."""
         errors: list[Exception] = []
         for outcome in order:
             try:
-                return {"outcome": outcome, **self._refit_export(outcome)}
+                return self._refit_export(outcome)
             except Exception as exc:  # a failed export leaves the next best candidate
                 outcome.reason = f"export failed: {type(exc).__name__}: {exc}"[:300]
                 errors.append(exc)
@@ -229,7 +241,7 @@ class _Trainer:
             raise ParityError(f"{self.spec.name}: no candidate exported with parity ({reasons})")
         raise TrainingError(f"{self.spec.name}: no candidate could be trained and exported ({reasons})")
 
-    def _refit_export(self, outcome: CandidateOutcome) -> dict[str, Any]:
+    def _refit_export(self, outcome: CandidateOutcome) -> _Export:
         spec = self.spec
         t = time.perf_counter()
         pipeline = build_pipeline(spec, outcome.candidate)
@@ -258,15 +270,9 @@ class _Trainer:
         parity = None
         if self.verify:
             parity = require_parity(verify_document(onnx_bytes, document), spec.name)
-        return {
-            "pipeline": pipeline,
-            "onnx": onnx_bytes,
-            "schema": schema,
-            "document": document,
-            "parity": parity,
-            "fit_s": round(fit_s, 4),
-            "export_s": round(export_s, 4),
-        }
+        return _Export(
+            outcome, pipeline, onnx_bytes, schema, document, parity, round(fit_s, 4), round(export_s, 4)
+        )
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -310,15 +316,15 @@ class _Trainer:
             )
         return reports
 
-    def _result(self, chosen: dict[str, Any], outcomes: list[CandidateOutcome]) -> TrainedModel:
+    def _result(self, chosen: _Export, outcomes: list[CandidateOutcome]) -> TrainedModel:
         spec, data = self.spec, self.data
-        pipeline, schema, outcome = chosen["pipeline"], chosen["schema"], chosen["outcome"]
+        pipeline, schema, outcome = chosen.pipeline, chosen.schema, chosen.outcome
         t = time.perf_counter()
         metrics = {"cv": outcome.cv, **self._holdout_metrics(pipeline, schema)}
         diagnostics = self._diagnostics(pipeline, schema)
         self._lap("evaluate_s", t)
-        self.timings["fit_s"] = chosen["fit_s"]
-        self.timings["export_s"] = chosen["export_s"]
+        self.timings["fit_s"] = chosen.fit_s
+        self.timings["export_s"] = chosen.export_s
         self.timings["total_s"] = round(time.perf_counter() - self.t0, 4)
         params = {
             **pipeline_params(spec, outcome.candidate),
@@ -328,7 +334,7 @@ class _Trainer:
             "merged_classes": data.merged_classes,
             "dropped_rows": data.dropped_rows,
             "filtered_rows": data.filtered_rows,
-            "onnx_size_bytes": len(chosen["onnx"]),
+            "onnx_size_bytes": len(chosen.onnx),
             "n_features": int(pipeline.steps[0][1].transform(self.x_holdout[:1]).shape[1]),
         }
         if spec.task == "classification":
@@ -336,12 +342,12 @@ class _Trainer:
         return TrainedModel(
             spec=spec,
             pipeline=pipeline,
-            onnx=chosen["onnx"],
+            onnx=chosen.onnx,
             feature_schema=schema,
             metrics=metrics,
             candidates=self._candidates(outcome, outcomes),
-            parity=chosen["parity"],
-            parity_document=chosen["document"],
+            parity=chosen.parity,
+            parity_document=chosen.document,
             params=params,
             rows_train=len(self.train_records),
             rows_holdout=len(self.holdout_records),

@@ -99,3 +99,18 @@ def household_model(spec, household_df) -> TrainedModel:
 @pytest.fixture(scope="session")
 def titans_model(spec, titans_df) -> TrainedModel:
     return train_model(only(spec, "logistic_regression", C=20.0), titans_df)
+
+
+@pytest.fixture(scope="session")
+def churn_model(churn_sample) -> TrainedModel:
+    return train_model(only("churn", "logistic_regression"), churn_sample)
+
+
+@pytest.fixture(scope="session")
+def wine_model(wine_df) -> TrainedModel:
+    return train_model(only("wine-quality", "ridge"), wine_df)
+
+
+@pytest.fixture(scope="session")
+def shuttle_model(shuttle_df) -> TrainedModel:
+    return train_model(only("shuttle-anomaly", "isolation_forest"), shuttle_df)

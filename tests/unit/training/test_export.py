@@ -13,11 +13,16 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
 from sluice.features import build_feed, onnx_input_names
-from tests.unit.training.conftest import only
-from training.export import LABEL_OUTPUT, PROBABILITIES_OUTPUT, TEXT_LOCALE, export_onnx, initial_types
+from training.export import (
+    LABEL_OUTPUT,
+    PROBABILITIES_OUTPUT,
+    TARGET_OPSET,
+    TEXT_LOCALE,
+    export_onnx,
+    initial_types,
+)
 from training.parity import check_parity
 from training.pipeline import TOKEN_PATTERN, SignedLog1p, answers, feature_frame, to_records
-from training.train import train_model
 
 TRICKY_TEXT = [
     "",
@@ -119,9 +124,9 @@ def test_export_is_repeatable(household_model):
     assert export_onnx(m.pipeline, m.spec, m.feature_schema) == m.onnx
 
 
-def test_missing_numbers_are_imputed_inside_the_graph(churn_sample):
+def test_missing_numbers_are_imputed_inside_the_graph(churn_model, churn_sample):
     """Churn's total charges are blank in the first month: the graph imputes them as the pipeline did."""
-    trained = train_model(only("churn", "logistic_regression"), churn_sample)
+    trained = churn_model
     blank = churn_sample[churn_sample["total_charges"].isna()]
     records = to_records(blank, trained.spec.features)
     assert all(r["total_charges"] is None for r in records)
@@ -133,9 +138,9 @@ def test_missing_numbers_are_imputed_inside_the_graph(churn_sample):
     assert np.isfinite(imputer.statistics_).all()
 
 
-def test_anomaly_score_is_the_negated_decision_function(shuttle_df):
+def test_anomaly_score_is_the_negated_decision_function(shuttle_model, shuttle_df):
     """Higher = more anomalous; skl2onnx's label output (another convention) is not in the graph."""
-    trained = train_model(only("shuttle-anomaly", "isolation_forest"), shuttle_df)
+    trained = shuttle_model
     model = onnx.load_from_string(trained.onnx)
     assert [o.name for o in model.graph.output] == ["score"]
     assert not [n for n in model.graph.node if "label" in n.output]
@@ -150,11 +155,29 @@ def test_anomaly_score_is_the_negated_decision_function(shuttle_df):
     assert schema.threshold is not None and schema.score_output == "score"
 
 
-def test_regression_exports_one_value_column_and_an_interval(wine_df):
-    trained = train_model(only("wine-quality", "ridge"), wine_df)
+def test_regression_exports_one_value_column_and_an_interval(wine_model):
+    trained = wine_model
     model = onnx.load_from_string(trained.onnx)
     [output] = model.graph.output
     assert output.name == "value"
     assert [d.dim_value for d in output.type.tensor_type.shape.dim][1:] == [1]
     interval = trained.feature_schema.interval
     assert interval.level == 0.9 and interval.lower[0] < 0 < interval.upper[0]
+
+
+@pytest.mark.parametrize("params", [{}, {"max_features": 0.5, "contamination": 0.05}])
+def test_isolation_forest_converter_matches_scikit_learn(shuttle_df, params):
+    """One tree ensemble for the whole forest: scikit-learn's decision function and labels,
+    also when each tree sees a subset of the features."""
+    from sklearn.ensemble import IsolationForest
+
+    x = shuttle_df.drop(columns="anomaly").to_numpy(dtype=np.float32)
+    forest = IsolationForest(n_estimators=50, random_state=0, **params).fit(x[:3000])
+    model = convert_sklearn(
+        forest, initial_types=[("x", FloatTensorType([None, x.shape[1]]))], target_opset=TARGET_OPSET
+    )
+    assert [n.op_type for n in model.graph.node].count("TreeEnsembleRegressor") == 1
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    labels, decision = session.run(None, {"x": x[3000:]})
+    np.testing.assert_allclose(decision[:, 0], forest.decision_function(x[3000:]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(labels[:, 0], forest.predict(x[3000:]))

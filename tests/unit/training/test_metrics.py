@@ -8,9 +8,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 import sluice.metrics as fast
-from tests.unit.training.conftest import only
 from training import metrics
-from training.train import train_model
 
 
 def assert_same(a: dict[str, float], b: dict[str, float]) -> None:
@@ -20,8 +18,8 @@ def assert_same(a: dict[str, float], b: dict[str, float]) -> None:
 
 
 @pytest.fixture(scope="module")
-def churn_answers(churn_sample):
-    trained = train_model(only("churn", "logistic_regression"), churn_sample)
+def churn_answers(churn_model):
+    trained = churn_model
     batch = trained.parity_document["batches"][0]
     return trained, batch["targets"], np.asarray(batch["probabilities"])
 
@@ -48,8 +46,8 @@ def test_binary_metrics_agree_and_use_the_positive_label(churn_answers):
     assert {"roc_auc", "average_precision", "f1", "log_loss"} <= set(ours)
 
 
-def test_regression_metrics_agree(wine_df):
-    trained = train_model(only("wine-quality", "ridge"), wine_df)
+def test_regression_metrics_agree(wine_model):
+    trained = wine_model
     batch = trained.parity_document["batches"][0]
     args = (batch["targets"], batch["values"])
     assert_same(metrics.regression_metrics(*args), fast.regression_metrics(*args))
@@ -57,8 +55,8 @@ def test_regression_metrics_agree(wine_df):
     assert m["root_mean_squared_error"] == pytest.approx(np.sqrt(m["mean_squared_error"]))
 
 
-def test_anomaly_metrics_agree_with_ties(shuttle_df):
-    trained = train_model(only("shuttle-anomaly", "isolation_forest"), shuttle_df)
+def test_anomaly_metrics_agree_with_ties(shuttle_model):
+    trained = shuttle_model
     batch = trained.parity_document["batches"][0]
     scores = np.round(np.asarray(batch["scores"]), 2)  # many ties
     threshold = trained.feature_schema.threshold

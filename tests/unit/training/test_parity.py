@@ -67,8 +67,8 @@ def test_unloadable_bytes_are_a_parity_error(household_model, records):
         check_parity(m.pipeline, b"not an onnx model", records[:5], m.feature_schema)
 
 
-def test_tampered_regression_and_anomaly_exports_fail_parity(wine_df, shuttle_df):
-    ridge = train_model(only("wine-quality", "ridge"), wine_df)
+def test_tampered_regression_and_anomaly_exports_fail_parity(wine_model, shuttle_model):
+    ridge = wine_model
     report = verify_document(
         scale_attribute(ridge.onnx, "LinearRegressor", "coefficients"), ridge.parity_document
     )
@@ -76,7 +76,7 @@ def test_tampered_regression_and_anomaly_exports_fail_parity(wine_df, shuttle_df
     with pytest.raises(ParityError, match="max relative diff"):
         require_parity(report, "wine-quality")
 
-    forest = train_model(only("shuttle-anomaly", "isolation_forest"), shuttle_df)
+    forest = shuttle_model
     model = onnx.load_from_string(forest.onnx)
     [neg] = [n for n in model.graph.node if n.name == "SluiceAnomalyScore"]
     neg.op_type = "Identity"  # the score's sign lost: normal rows would look anomalous
@@ -139,8 +139,8 @@ def test_the_document_carries_holdout_targets_probes_and_is_json(household_model
     assert report.passed and answers["probabilities"].shape[0] == household_model.rows_holdout
 
 
-def test_a_large_holdout_is_sampled_into_the_document(shuttle_df):
-    trained = train_model(only("shuttle-anomaly", "isolation_forest"), shuttle_df)
+def test_a_large_holdout_is_sampled_into_the_document(shuttle_model, shuttle_df):
+    trained = shuttle_model
     records = to_records(shuttle_df, trained.spec.features) * 2
     targets = shuttle_df["anomaly"].tolist() * 2
     assert len(records) > MAX_HOLDOUT_ROWS
