@@ -13,7 +13,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from sluice.contracts import FeatureSchema, ForecastInfo
-from sluice.curated import from_csv_bytes
+from sluice.curated import load
 from sluice.errors import ParityError, TrainingError
 from sluice.features import build_feed
 from sluice.forecasting import feature_names, feature_row, history_needed, recursive_forecast
@@ -55,7 +55,7 @@ def read_curated_file(path: Path, dataset: str, out_dir: Path) -> pd.DataFrame:
     """Ingest a real file as the pipeline does and read its curated output back as training does."""
     ingest_file(path, load_dataset_spec(dataset), out_dir)
     schema = json.loads((out_dir / "schema.json").read_text())
-    return from_csv_bytes((out_dir / "data.csv").read_bytes(), schema)
+    return load(out_dir / "data.npz", schema)
 
 
 @pytest.fixture(scope="module")
