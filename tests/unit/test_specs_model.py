@@ -101,3 +101,25 @@ def test_legacy_fields_still_load():
 def test_invalid_specs_name_the_field(changes, message):
     with pytest.raises(SpecError, match=message):
         parse_model_spec({**MINIMAL, **changes})
+
+
+def test_monitoring_section_sets_capture_canary_and_drift_thresholds_naming_bad_fields() -> None:
+    from sluice.errors import SpecError
+    from sluice.specs import load_model_spec, parse_model_spec
+
+    data = load_model_spec("churn").to_dict()
+    data["monitoring"] = {
+        "capture_rate": 0.2,
+        "hash": ["customer_id"],
+        "canary": True,
+        "drift": {"psi_alert": 0.3},
+    }
+    spec = parse_model_spec(data)
+    assert (spec.monitoring.capture_rate, spec.monitoring.canary) == (0.2, True)
+    assert spec.monitoring.drift == {"psi_alert": 0.3} and spec.monitoring.hash == ["customer_id"]
+    data["monitoring"] = {"drift": {"psi_alrt": 0.3}}
+    with pytest.raises(SpecError, match=r"monitoring\.drift: .*psi_alrt"):
+        parse_model_spec(data)
+    data["monitoring"] = {"capture_rate": 1.5}
+    with pytest.raises(SpecError, match=r"monitoring\.capture_rate"):
+        parse_model_spec(data)

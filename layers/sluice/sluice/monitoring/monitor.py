@@ -147,11 +147,13 @@ class Monitor:
         frame, outputs = captured_frame(rows, features)
         reference = meta.get("prediction_reference")
         values = _prediction_values(outputs) if reference else None
+        overrides = ((meta.get("spec") or {}).get("monitoring") or {}).get("drift") or {}
+        thresholds = self.settings.thresholds.model_copy(update=overrides)  # the spec's own, if any
         report = compare(
             profile,
             frame,
             {name: types.get(name, "string") for name in features},
-            self.settings.thresholds,
+            thresholds,
             reference_predictions=reference if values is not None else None,
             current_predictions=values,
             context={

@@ -163,6 +163,25 @@ class MonitoringSpec(Spec):
     hash: list[str] = Field(default_factory=list, description="fields captured as a keyed hash")
     canary: bool = Field(False, description="a version that passes the gates starts as challenger")
     challenger_share: float | None = Field(None, gt=0.0, le=1.0, description="callers a challenger serves")
+    drift: dict[str, float] = Field(
+        default_factory=dict,
+        description="drift thresholds overriding the monitor's defaults (psi_warn, psi_alert, p_value, "
+        "min_rows, missing_rate_delta, out_of_range_rate, new_category_rate)",
+    )
+
+    @field_validator("drift")
+    @classmethod
+    def _known_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        known = {
+            "psi_warn", "psi_alert", "p_value", "min_rows", "missing_rate_delta",
+            "out_of_range_rate", "new_category_rate", "rate_alert_factor",
+        }  # fmt: skip
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(
+                f"drift: unknown threshold(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return v
 
 
 class ModelSpec(Spec):
