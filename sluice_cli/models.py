@@ -117,14 +117,19 @@ def models_command(args: Any) -> int:
     return 0
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("models", help="list, show, promote or roll back registered models")
-    p.add_argument("--stack", default="sluice-dev", help="stack whose Outputs name the registry")
-    p.add_argument("--table", help="registry table (instead of --stack)")
-    p.add_argument("--bucket", help="data bucket (instead of --stack)")
+def add_aws_options(p: Any, stack_help: str) -> None:
+    """--stack, --endpoint-url, --region and --json: how a command finds the stack it talks to."""
+    p.add_argument("--stack", default="sluice-dev", help=stack_help)
     p.add_argument("--endpoint-url", help="AWS endpoint, e.g. the sandbox's from `sluice up`")
     p.add_argument("--region", help="AWS region")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("models", help="list, show, promote or roll back registered models")
+    add_aws_options(p, "stack whose Outputs name the registry")
+    p.add_argument("--table", help="registry table (instead of --stack)")
+    p.add_argument("--bucket", help="data bucket (instead of --stack)")
     actions = p.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="every model with its aliases and latest version")
     show = actions.add_parser("show", help="versions, metrics, gates, lineage and alias history")

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from sluice.errors import SluiceError
-from sluice_cli.models import stack_outputs, use_endpoint
+from sluice_cli.models import add_aws_options, stack_outputs, use_endpoint
 
 
 def summary_lines(outcomes: list[dict[str, Any]]) -> list[str]:
@@ -72,9 +72,6 @@ def monitor_command(args: Any) -> int:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("monitor", help="run the monitor now: drift, live metrics, retraining triggers")
-    p.add_argument("--stack", default="sluice-dev", help="stack whose Outputs name the monitor function")
-    p.add_argument("--endpoint-url", help="AWS endpoint, e.g. the sandbox's from `sluice up`")
-    p.add_argument("--region", help="AWS region")
+    add_aws_options(p, "stack whose Outputs name the monitor function")
     p.add_argument("--model", action="append", help="only this model (repeatable)")
     p.add_argument("--since", help="captures written since this ISO time (default: the last 24 h)")
-    p.add_argument("--json", action="store_true", help="print JSON")

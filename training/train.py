@@ -276,8 +276,10 @@ class _Trainer:
 
     # -- evaluation ---------------------------------------------------------------------------
 
-    def _holdout_metrics(self, pipeline: Pipeline, schema: FeatureSchema) -> dict[str, dict[str, float]]:
-        spec, native = self.spec, answers(pipeline, self.spec.task, self.x_holdout)
+    def _holdout_metrics(
+        self, native: dict[str, np.ndarray], schema: FeatureSchema
+    ) -> dict[str, dict[str, float]]:
+        spec = self.spec
         if spec.task == "classification":
             holdout = classification_metrics(
                 self.y_holdout, native["probabilities"], schema.classes, spec.positive_label
@@ -320,8 +322,9 @@ class _Trainer:
         spec, data = self.spec, self.data
         pipeline, schema, outcome = chosen.pipeline, chosen.schema, chosen.outcome
         t = time.perf_counter()
-        metrics = {"cv": outcome.cv, **self._holdout_metrics(pipeline, schema)}
-        diagnostics = self._diagnostics(pipeline, schema)
+        native = answers(pipeline, spec.task, self.x_holdout)  # the holdout's answers, once
+        metrics = {"cv": outcome.cv, **self._holdout_metrics(native, schema)}
+        diagnostics = self._diagnostics(pipeline, native, schema)
         self._lap("evaluate_s", t)
         self.timings["fit_s"] = chosen.fit_s
         self.timings["export_s"] = chosen.export_s
@@ -356,12 +359,14 @@ class _Trainer:
             diagnostics=diagnostics,
         )
 
-    def _diagnostics(self, pipeline: Pipeline, schema: FeatureSchema) -> dict[str, Any]:
+    def _diagnostics(
+        self, pipeline: Pipeline, native: dict[str, np.ndarray], schema: FeatureSchema
+    ) -> dict[str, Any]:
         """The report's numbers (training.diagnostics): confusion matrix and calibration, residuals or
         score histogram on the holdout, and permutation importance per raw feature."""
         from training import diagnostics as diag
 
-        spec, native = self.spec, answers(pipeline, self.spec.task, self.x_holdout)
+        spec = self.spec
         out: dict[str, Any] = {}
         try:
             if spec.task == "classification":

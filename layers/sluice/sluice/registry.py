@@ -224,14 +224,24 @@ class Registry:
                     f"{model}:{alias} no longer points at {expected}; not moved to {version}"
                 ) from exc
             raise
+        self._audit(model, alias, expected, version, reason, now)
+
+    def _audit(
+        self, model: str, alias: str, before: int | None, after: int | None, reason: str, now: str
+    ) -> None:
+        """One audit item per alias move (None: the alias was unset before / is removed after)."""
+
+        def number(v: int | None) -> dict[str, Any]:
+            return {"N": str(v)} if v is not None else {"NULL": True}
+
         self._ddb.put_item(
             TableName=self.table,
             Item={
                 "pk": {"S": f"MODEL#{model}"},
                 "sk": {"S": f"AUDIT#{now}#{uuid.uuid4().hex[:8]}"},
                 "alias": {"S": alias},
-                "from_version": {"N": str(expected)} if expected is not None else {"NULL": True},
-                "to_version": {"N": str(version)},
+                "from_version": number(before),
+                "to_version": number(after),
                 "reason": {"S": reason},
                 "at": {"S": now},
             },
@@ -253,18 +263,7 @@ class Registry:
                     f"{model}:{alias} no longer points at {expected}; not removed"
                 ) from exc
             raise
-        self._ddb.put_item(
-            TableName=self.table,
-            Item={
-                "pk": {"S": f"MODEL#{model}"},
-                "sk": {"S": f"AUDIT#{now}#{uuid.uuid4().hex[:8]}"},
-                "alias": {"S": alias},
-                "from_version": {"N": str(expected)},
-                "to_version": {"NULL": True},
-                "reason": {"S": reason},
-                "at": {"S": now},
-            },
-        )
+        self._audit(model, alias, expected, None, reason, now)
 
     def promote(self, model: str, version: int, *, reason: str, alias: str = "champion") -> int | None:
         """Point ``alias`` at ``version`` (never at a rejected one); returns the version it held."""

@@ -90,6 +90,11 @@ def parse_json(body: bytes) -> Any:
         ) from None
 
 
+def wrong_route(message: str) -> ApiError:
+    """422: the model exists, but its task does not answer on this route (the message says which does)."""
+    return ApiError(422, "wrong_route", message, [{"field": "name", "rule": "task", "message": message}])
+
+
 def caller_key(headers: Any, request_id: str) -> str:
     """Who is calling, for the challenger split: ``x-sluice-caller`` if the caller names itself (e.g.
     a user or account id), else its API key (never logged), else the request id (random split)."""
@@ -113,12 +118,7 @@ async def run_predict(
     payload = parse_json(body)
     model, alias = await served(app.state.store, name, caller_key(headers, request_id))
     if model.task == "forecast":
-        raise ApiError(
-            422,
-            "wrong_route",
-            f"{name} is a forecast model: POST /v1/models/{name}/forecast?days=N",
-            [{"field": "name", "rule": "task", "message": "forecast models forecast, they do not predict"}],
-        )
+        raise wrong_route(f"{name} is a forecast model: POST /v1/models/{name}/forecast?days=N")
     records = model.validator.validate(payload)
     predictions = model.predict(records)
     latency_ms = (time.perf_counter() - started) * 1000.0
@@ -169,12 +169,7 @@ async def run_forecast(
     model, alias = await served(app.state.store, name, caller_key(headers, request_id))
     info = model.schema.forecast
     if model.task != "forecast" or info is None:
-        raise ApiError(
-            422,
-            "wrong_route",
-            f"{name} is a {model.task} model: POST /v1/models/{name}/predict",
-            [{"field": "name", "rule": "task", "message": "only forecast models forecast"}],
-        )
+        raise wrong_route(f"{name} is a {model.task} model: POST /v1/models/{name}/predict")
     days = days or info.horizon
     if days > info.max_horizon:
         raise ApiError(
@@ -231,7 +226,7 @@ async def explain(
     payload = parse_json(await read_body(request))
     model, alias = await served(request.app.state.store, name, caller_key(request.headers, request_id))
     if model.task == "forecast":
-        raise ApiError(422, "wrong_route", f"{name} is a forecast model: nothing to explain per record")
+        raise wrong_route(f"{name} is a forecast model: nothing to explain per record")
     records = model.validator.validate(payload)
     if len(records) != 1:
         message = "explain takes one record"
