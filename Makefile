@@ -46,7 +46,7 @@ export SLUICE_SAM := $(CURDIR)/$(SAM)
 # jmespath, urllib3, python-dateutil, six: the python3.12 runtime has them. The ML layer has no
 # onnxruntime: ONNX parity runs in the Verify function, on the serving layer.
 LAYERS             := sluice serving ml
-LAYER_PKGS_sluice  := boto3 pydantic pydantic-settings pyyaml aws-lambda-powertools aws-xray-sdk
+LAYER_PKGS_sluice  := boto3 pydantic pydantic-settings pyyaml aws-lambda-powertools aws-xray-sdk orjson
 LAYER_PKGS_serving := fastapi mangum onnxruntime numpy
 LAYER_PKGS_ml      := pandas scikit-learn scipy skl2onnx onnx numpy packaging xgboost-cpu onnxmltools
 LAYER_PLATFORM     := x86_64-manylinux_2_28

@@ -31,10 +31,15 @@ _cold = True
 
 # log_event=False even if POWERTOOLS_LOGGER_LOG_EVENT is set: the event carries the API key.
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _cold
     if _cold:
         _cold = False
         record_cold_start(context.function_name)
     return asgi(event, context)
+
+
+# The Tracer wraps the handler only where it traces: on Lambda with active tracing (template.yaml).
+# Disabled (POWERTOOLS_TRACE_DISABLED, or outside Lambda), its decorator still builds a dummy
+# segment and subsegment per call: about 18 us, a sixth of a prediction, for no trace.
+handler = _handle if tracer.disabled else tracer.capture_lambda_handler(capture_response=False)(_handle)

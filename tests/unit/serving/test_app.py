@@ -127,6 +127,27 @@ def test_nan_in_json_is_422(app: FastAPI) -> None:
     assert assert_error(resp, 422, "validation_error")["error"]["details"][0]["field"] == "amount"
 
 
+@pytest.mark.parametrize(
+    ("content", "same_record"),
+    [
+        (json.dumps(RECORD).encode("utf-16"), True),  # RFC 8259 readers take UTF-16 and UTF-32 too
+        (b"\xef\xbb\xbf" + json.dumps(RECORD).encode(), True),  # UTF-8 with a byte order mark
+        (json.dumps({**RECORD, "amount": 5 * 10**30}).encode(), False),  # an integer beyond 64 bits
+    ],
+    ids=["utf-16", "utf-8-bom", "big-integer"],
+)
+def test_json_only_the_standard_library_reads_is_answered(
+    app: FastAPI, content: bytes, same_record: bool
+) -> None:
+    """Bodies are parsed by orjson, and by the standard library where orjson refuses them."""
+    plain = request(app, "POST", f"/v1/models/{NAME}/predict", content=json.dumps(RECORD).encode())
+    other = request(app, "POST", f"/v1/models/{NAME}/predict", content=content)
+
+    assert plain.status_code == 200, plain.text
+    assert other.status_code == 200, other.text
+    assert (other.json()["predictions"] == plain.json()["predictions"]) is same_record
+
+
 @pytest.mark.parametrize("content", [b'{"amount": 1,', b"", b"   ", b"\xff\xfe\x00", b"[" * 100_000])
 def test_malformed_json_is_400(app: FastAPI, content: bytes) -> None:
     resp = request(app, "POST", f"/v1/models/{NAME}/predict", content=content)

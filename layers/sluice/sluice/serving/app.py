@@ -154,6 +154,9 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         redoc_url=None,
+        # Traces go to X-Ray through Powertools' Tracer; FastAPI's own OpenTelemetry hooks would only
+        # look for a provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         responses={500: {"description": "Our fault; the body has the error shape and a request id"}},
     )
     app.state.store = store if store is not None else ModelStore()

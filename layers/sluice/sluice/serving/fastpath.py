@@ -15,7 +15,6 @@ import re
 import time
 from typing import Any
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sluice.serving.errors import ApiError, as_api_error, error_body
@@ -27,8 +26,20 @@ from sluice.serving.schemas import MAX_BODY_BYTES
 PREDICT_PATH = re.compile(r"/v1/models/([^/]+)/predict")
 
 
-async def read_body(scope: Scope, receive: Receive) -> bytes:
-    declared = Headers(scope=scope).get("content-length", "")
+# The only request headers this route reads: the body size, and the caller key of the challenger split.
+_READ_HEADERS = frozenset({b"content-length", b"x-sluice-caller", b"x-api-key"})
+
+
+def read_headers(scope: Scope) -> dict[str, str]:
+    """The headers this route reads, in one pass (Starlette's ``Headers`` decodes every header and
+    scans them on each lookup); names are lower-case in ASGI, values decode as Latin-1 as there."""
+    return {
+        name.decode(): value.decode("latin-1") for name, value in scope["headers"] if name in _READ_HEADERS
+    }
+
+
+async def read_body(headers: dict[str, str], receive: Receive) -> bytes:
+    declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large()
     chunks, size, more = [], 0, True
@@ -42,7 +53,7 @@ async def read_body(scope: Scope, receive: Receive) -> bytes:
             raise too_large()
         chunks.append(chunk)
         more = message.get("more_body", False)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class PredictFastPath:
@@ -64,8 +75,8 @@ class PredictFastPath:
         started = time.perf_counter()
         request_id = scope["state"]["request_id"]
         try:
-            body = await read_body(scope, receive)
-            headers = Headers(scope=scope)
+            headers = read_headers(scope)
+            body = await read_body(headers, receive)
             result = await run_predict(self.api, match.group(1), body, headers, request_id, started)
         except Exception as exc:
             error = as_api_error(exc, self.api.state.store.refresh_seconds)

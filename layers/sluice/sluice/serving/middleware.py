@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sluice.serving.errors import error_body
@@ -77,7 +77,9 @@ class RequestContextMiddleware:
 async def send_json(
     send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
 ) -> None:
-    payload = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    """One JSON response. orjson writes compact UTF-8 about ten times faster than ``json.dumps`` (a
+    tenth of a prediction's handler time with the standard library)."""
+    payload = orjson.dumps(body)
     await send(
         {
             "type": "http.response.start",

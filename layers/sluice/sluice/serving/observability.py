@@ -18,11 +18,20 @@ Each event is written at once through its own ``EphemeralMetrics`` rather than t
 exactly one model/version (a load error of v2 and a prediction of v1 in the same request cannot
 share dimensions), nothing is shared between threads, and uvicorn (no Lambda decorator) publishes
 the same documents. Health checks publish nothing.
+
+The document of a prediction (``Predictions`` and ``Latency``) is the one Powertools builds, but it
+is built once per model version: Powertools serialises a template, and each request fills in its
+timestamp and two values. Building and validating a fresh ``EphemeralMetrics`` per request cost
+about 45 us, a quarter of the handler's time on one record.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import time
+from functools import lru_cache
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -44,15 +53,32 @@ def _publish(model: str, version: int, values: dict[str, tuple[MetricUnit, float
     emf.flush_metrics()
 
 
+_SLOT = re.compile(r'"@(timestamp|records|latency)@"')
+
+
+@lru_cache(maxsize=1024)
+def _prediction_template(namespace: str, model: str, version: int) -> tuple[str, ...]:
+    """The EMF document of one prediction of ``model`` v``version`` as Powertools serialises it, cut
+    around its three values: (text, slot, text, slot, text, slot, text)."""
+    emf = EphemeralMetrics(namespace=namespace, service=SERVICE)
+    emf.add_dimension(name="model", value=model)
+    emf.add_dimension(name="version", value=str(version))
+    emf.add_metric(name="Predictions", unit=MetricUnit.Count, value=1)
+    emf.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=0)
+    doc = emf.serialize_metric_set()
+    doc["_aws"]["Timestamp"] = "@timestamp@"
+    doc["Predictions"], doc["Latency"] = ["@records@"], ["@latency@"]
+    parts = tuple(_SLOT.split(json.dumps(doc, separators=(",", ":"))))
+    if parts[1::2] != ("timestamp", "records", "latency"):
+        raise RuntimeError(f"unexpected EMF layout: {parts}")
+    return parts
+
+
 def record_prediction(model: str, version: int, records: int, latency_ms: float) -> None:
-    _publish(
-        model,
-        version,
-        {
-            "Predictions": (MetricUnit.Count, records),
-            "Latency": (MetricUnit.Milliseconds, round(latency_ms, 3)),
-        },
-    )
+    """``Predictions`` (records answered) and ``Latency`` (ms) of one request, one EMF document."""
+    head, _, records_at, _, latency_at, _, tail = _prediction_template(_NAMESPACE, model, version)
+    timestamp = time.time_ns() // 1_000_000
+    print(f"{head}{timestamp}{records_at}{float(records)!r}{latency_at}{round(latency_ms, 3)!r}{tail}")
 
 
 def record_cold_start(function_name: str) -> None:

@@ -10,6 +10,7 @@ import json
 import time
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -74,6 +75,11 @@ def parse_json(body: bytes) -> Any:
             "request body is empty; send a JSON object",
             [{"field": "body", "rule": "json_invalid", "message": "empty body"}],
         )
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass  # the standard library decides: it reads NaN/Infinity (for a 422 naming the field), integers
+        # beyond 64 bits and UTF-16/32 bodies, which orjson refuses, and words the error message
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
