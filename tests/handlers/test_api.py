@@ -6,7 +6,10 @@ registers the resulting candidate through ``register_candidate`` into a fresh mo
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,16 +18,20 @@ from types import ModuleType
 from typing import Any
 
 import boto3
+import httpx
+import onnxruntime as ort
 import pytest
 
 from sluice.contracts import IngestRequest, TrainRequest, TrainResult
 from sluice.deployment import load_cases, run_hook
+from sluice.features import build_feed
 from sluice.ingest import ingest
 from sluice.registration import register_candidate
 from sluice.registry import Registry, model_prefix
 from sluice.settings import get_settings
 from sluice.storage import get_object
 from sluice.verification import verify_candidate
+from sluice_cli.main import main as sluice
 from tests.events import DATA, EVENTS, event_files, load_event
 from tests.handlers.support import BUCKET, TABLE, load_app, moto_storage, set_handler_env
 from tests.lambda_context import lambda_context
@@ -110,7 +117,13 @@ def invoke(api: ModuleType, event: dict[str, Any] | str) -> tuple[int, dict[str,
 
 
 def emf(out: str, metric: str) -> list[dict[str, Any]]:
-    docs = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+    """The EMF documents in ``out`` that carry ``metric``. Read from each ``{"_aws"`` rather than line
+    by line: threads printing at once may write one document before another's newline."""
+    decoder, docs, start = json.JSONDecoder(), [], out.find('{"_aws"')
+    while start >= 0:
+        doc, end = decoder.raw_decode(out, start)
+        docs.append(doc)
+        start = out.find('{"_aws"', end)
     return [d for d in docs if metric in d]
 
 
@@ -365,6 +378,207 @@ def test_new_champion_is_picked_up_after_the_refresh_interval(
     assert (status, body["version"]) == (200, 2)
     assert body["predictions"][0]["label"] in candidates[1].result.feature_schema.classes
     assert invoke(api, "list_models")[1]["models"][0]["champion_version"] == 2
+
+
+# -- hot swap under load: callers never fail while the champion alias moves ------------------------
+
+SWAP_REFRESH = 0.05  # seconds between alias reads: each move is picked up while requests are in flight
+SLOW = 2.0  # seconds: no request may take this long, whatever the store is loading meanwhile
+BATCH = load_event("api/predict_batch.json")
+RECORDS = json.loads(BATCH["body"])["records"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    caller: str  # "lambda": the handler with an API Gateway event; "http": the ASGI app
+    started: float  # time.monotonic(), the store's clock
+    ended: float
+    status: int
+    body: dict[str, Any]
+
+
+class Load:
+    """Callers predicting RECORDS without pause until the block ends, each in its own thread: some
+    invoke the Lambda handler with API Gateway events, one posts to the ASGI app through httpx (the
+    FastAPI route of /v1/predict/category rather than the fast path)."""
+
+    def __init__(self, api: ModuleType, lambdas: int = 3, http: int = 1) -> None:
+        self.api = api
+        self.answers: list[Answer] = []
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._invoke, args=(i,)) for i in range(lambdas)]
+        self._threads += [threading.Thread(target=lambda: asyncio.run(self._post())) for _ in range(http)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        assert not any(t.is_alive() for t in self._threads), "a caller is still waiting for an answer"
+
+    def _invoke(self, caller: int) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)  # Mangum runs the app on this thread's event loop
+        event, context = json.loads(json.dumps(BATCH)), lambda_context("sluice-dev-ApiFunction")
+        try:
+            for n in itertools.count():
+                if self._stop.is_set():
+                    break
+                event["requestContext"]["requestId"] = f"load-{caller}-{n}"
+                started = time.monotonic()
+                response = self.api.handler(event, context)
+                body = json.loads(response["body"])
+                self.answers.append(Answer("lambda", started, time.monotonic(), response["statusCode"], body))
+        except BaseException as exc:
+            self.errors.append(exc)
+        finally:
+            loop.close()
+
+    async def _post(self) -> None:
+        transport = httpx.ASGITransport(app=self.api.app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                while not self._stop.is_set():
+                    started = time.monotonic()
+                    r = await client.post(
+                        "/v1/predict/category", json={"records": RECORDS}, headers={"x-api-key": API_KEY}
+                    )
+                    self.answers.append(Answer("http", started, time.monotonic(), r.status_code, r.json()))
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def wait_for(self, version: int, since: float, timeout: float = 10.0) -> None:
+        """Until a request started after ``since`` is answered by ``version``; fails at once if a
+        caller failed, and after ``timeout`` seconds if ``version`` is not served."""
+        deadline = time.monotonic() + timeout
+        while True:
+            answers = list(self.answers)
+            assert not self.errors, self.errors
+            failed = next((a for a in answers if a.status != 200), None)
+            assert failed is None, (failed.caller, failed.status, failed.body)
+            if any(a.started >= since and a.body["version"] == version for a in answers):
+                return
+            assert time.monotonic() < deadline, f"v{version} not served {timeout} s after {since}"
+            time.sleep(0.01)
+
+
+def move(*action: str) -> tuple[float, float]:
+    """`sluice models promote|rollback` on the test registry; when the command started and returned."""
+    started = time.monotonic()
+    assert sluice(["models", "--table", TABLE, "--bucket", BUCKET, *action, "--reason", "swap test"]) == 0
+    return started, time.monotonic()
+
+
+def onnx_answers(candidate: Candidate) -> list[dict[str, Any]]:
+    """What the candidate's own graph answers for RECORDS: onnxruntime on its bytes, no model store."""
+    schema = candidate.result.feature_schema
+    session = ort.InferenceSession(candidate.onnx, providers=["CPUExecutionProvider"])
+    outputs = [schema.label_output, schema.probabilities_output]
+    labels, probabilities = session.run(outputs, build_feed(RECORDS, schema.features))
+    return [
+        {"label": str(label), "probabilities": dict(zip(schema.classes, map(float, row), strict=True))}
+        for label, row in zip(labels.reshape(-1), probabilities, strict=True)
+    ]
+
+
+def champions(moves: list[tuple[float, float, int]], since: float, until: float) -> set[int]:
+    """The versions the alias may have named at some instant of [since, until]; a move may take
+    effect anywhere between its command's start and return (``moves``: started, returned, to)."""
+    ends = [returned for _, returned, _ in moves[1:]] + [float("inf")]
+    return {
+        version
+        for (started, _, version), end in zip(moves, ends, strict=True)
+        if started <= until and end >= since
+    }
+
+
+def check_answers(load: Load, expected: dict[int, list[dict[str, Any]]]) -> None:
+    """No failed or slow request, and each answer is wholly the version it names: labels and
+    probabilities those of that version's own graph."""
+    assert not load.errors, load.errors
+    assert {a.caller for a in load.answers} == {"lambda", "http"}
+    failed = [(a.caller, a.status, a.body) for a in load.answers if a.status != 200]
+    assert not failed, f"{len(failed)} of {len(load.answers)} requests failed, first: {failed[0]}"
+    slowest = max(a.ended - a.started for a in load.answers)
+    assert slowest < SLOW, f"a request took {slowest:.2f} s"
+    for a in load.answers:
+        assert (a.body["model"], a.body["alias"]) == (MODEL, "champion")
+        predictions = a.body["predictions"]
+        want = expected[a.body["version"]]
+        assert [p["label"] for p in predictions] == [w["label"] for w in want], a.body
+        for p, w in zip(predictions, want, strict=True):
+            assert p["probabilities"] == pytest.approx(w["probabilities"], abs=2e-6), a.body
+
+
+@pytest.fixture
+def two_champions(
+    aws: None, candidates: list[Candidate], monkeypatch: pytest.MonkeyPatch
+) -> dict[int, list[dict[str, Any]]]:
+    """v1 and v2 registered (v2 was champion, then rolled back: v1 serves first), the alias re-read
+    every SWAP_REFRESH; each version's expected answers, which differ, so that an answer mixing two
+    versions cannot pass for either."""
+    shorten_refresh(monkeypatch, SWAP_REFRESH)
+    assert (register(candidates[0]), register(candidates[1])) == (1, 2)
+    move("rollback", MODEL)
+    expected = {1: onnx_answers(candidates[0]), 2: onnx_answers(candidates[1])}
+    assert expected[1] != expected[2]
+    return expected
+
+
+def test_champion_moves_under_load_never_fail_a_request(
+    two_champions: dict[int, list[dict[str, Any]]], api: ModuleType
+) -> None:
+    moves = [(float("-inf"), float("-inf"), 1)]
+
+    with Load(api) as load:
+        load.wait_for(1, since=0.0)
+        for _ in range(3):
+            for action, version in ((("promote", MODEL, "2"), 2), (("rollback", MODEL), 1)):
+                started, returned = move(*action)
+                moves.append((started, returned, version))
+                # picked up by the running store, without a restart; no fixed sleeps
+                load.wait_for(version, since=returned)
+        time.sleep(2 * SWAP_REFRESH)
+
+    check_answers(load, two_champions)
+    for a in load.answers:
+        # the store re-reads the alias at most SWAP_REFRESH before a request: never an older version
+        allowed = champions(moves, a.started - SWAP_REFRESH, a.ended)
+        assert a.body["version"] in allowed, (a.body["version"], allowed, a.started)
+    assert len(load.answers) >= 50
+    assert [a["to"] for a in Registry(TABLE, BUCKET).audit(MODEL)][-6:] == [2, 1] * 3
+    assert api.app.state.store.loaded() == {MODEL: 1}
+
+
+def test_corrupt_new_champion_under_load_keeps_the_old_one_serving(
+    two_champions: dict[int, list[dict[str, Any]]], api: ModuleType, capsys: pytest.CaptureFixture
+) -> None:
+    s3, key = boto3.client("s3", region_name="us-east-1"), f"{model_prefix(MODEL, 2)}/model.onnx"
+    good = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    middle = len(good) // 2
+    s3.put_object(Bucket=BUCKET, Key=key, Body=good[:middle] + bytes([good[middle] ^ 1]) + good[middle + 1 :])
+    capsys.readouterr()
+
+    with Load(api) as load:
+        load.wait_for(1, since=0.0)
+        _, promoted = move("promote", MODEL, "2")
+        time.sleep(10 * SWAP_REFRESH)  # each alias read in this time tries v2 again, and refuses it
+        repaired = time.monotonic()
+        s3.put_object(Bucket=BUCKET, Key=key, Body=good)
+        load.wait_for(2, since=repaired)  # retried on the next alias read, no restart
+        time.sleep(2 * SWAP_REFRESH)
+
+    check_answers(load, two_champions)
+    assert {a.body["version"] for a in load.answers if a.ended < repaired} == {1}
+    assert any(a.started > promoted for a in load.answers if a.ended < repaired)
+    errors = emf(capsys.readouterr().out, "ModelLoadErrors")
+    assert len(errors) >= 2, "ModelLoadErrors not published on each refused load"
+    assert {(d["model"], d["version"], d["ModelLoadErrors"][0]) for d in errors} == {(MODEL, "2", 1.0)}
 
 
 # -- capture and feedback ---------------------------------------------------------------------------
