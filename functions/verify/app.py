@@ -1,10 +1,11 @@
-"""Verify Lambda: TrainResult (parity pending) -> TrainResult with its parity report and the
-champion comparison.
+"""Verify Lambda, the pipeline's Evaluate state: TrainResult (parity pending) -> TrainResult with
+its parity report, the champion comparison and the gates' decision (``evaluation``).
 
-Thin on purpose: the work is ``sluice.verification.verify_candidate``. A disagreeing export is
-recorded (the Register step rejects it, with the reason); a changed staged file raises
-ArtifactIntegrityError and a graph onnxruntime cannot run ParityError, which the state machine
-catches: nothing is registered for that model.
+Thin on purpose: the work is ``sluice.verification.verify_candidate``. A disagreeing export or a
+candidate that misses a gate is recorded as not accepted, with the reasons (the Register step
+registers it as rejected); a changed staged file raises ArtifactIntegrityError and a graph
+onnxruntime cannot run ParityError, which the state machine catches: nothing is registered for
+that model.
 """
 
 from __future__ import annotations
@@ -28,8 +29,17 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     verified = verify_candidate(result)
     metrics.add_dimension(name="model", value=verified.model)
     metrics.add_metric(name="ParityRows", unit=MetricUnit.Count, value=verified.parity.rows)
+    evaluation = verified.evaluation
+    assert evaluation is not None  # verify_candidate always decides
+    rejected = 0 if evaluation.accepted else 1
+    metrics.add_metric(name="CandidatesRejected", unit=MetricUnit.Count, value=rejected)
     logger.info(
-        "verified",
-        extra={"parity": verified.parity.to_event(), "champion": verified.champion.to_event()},
+        "evaluated",
+        extra={
+            "accepted": evaluation.accepted,
+            "reasons": evaluation.reasons,
+            "parity": verified.parity.to_event() if verified.parity else None,
+            "champion": verified.champion.to_event() if verified.champion else None,
+        },
     )
     return verified.to_event()

@@ -35,9 +35,18 @@ def staged_event(s3, trained_samples, name: str) -> dict:
 
 
 @pytest.fixture
-def event(s3, trained_samples) -> dict:
-    """The household category sample event, its staged ONNX file in place."""
-    return staged_event(s3, trained_samples, "household.json")
+def evaluated(s3, trained_samples) -> dict:
+    """The household category sample event as the Evaluate step leaves it, its ONNX file staged."""
+    event = staged_event(s3, trained_samples, "household.json")
+    assert event["evaluation"]["accepted"] and event["evaluation"]["champion_version"] is None
+    return event
+
+
+@pytest.fixture
+def event(evaluated) -> dict:
+    """The same without the Evaluate decision: the tests below change what the gates read, and
+    Register decides the gates itself when no decision came with the candidate."""
+    return {k: v for k, v in evaluated.items() if k != "evaluation"}
 
 
 def emf_metrics(capsys) -> dict[str, list]:
@@ -157,6 +166,35 @@ def test_a_comparison_against_a_champion_that_moved_since_is_rejected(handler, r
     assert out["reasons"] == [
         "champion: the champion moved (none at verification, v1 now): retrain to compare"
     ]
+
+
+def test_register_records_the_evaluate_decision(handler, registry, evaluated):
+    """Register does not decide again: a candidate Evaluate turned down is rejected with its reasons."""
+    turned_down = copy.deepcopy(evaluated)
+    turned_down["evaluation"]["accepted"] = False
+    turned_down["evaluation"]["gates"][1] = {
+        "gate": "beat_baseline",
+        "passed": False,
+        "detail": "holdout accuracy 0.5000 does not beat baseline 0.6000",
+    }
+
+    out = RegisterResult.model_validate(handler(turned_down, lambda_context("register")))
+
+    assert (out.version, out.status) == (1, "rejected")
+    assert out.reasons == ["beat_baseline: holdout accuracy 0.5000 does not beat baseline 0.6000"]
+    gates = registry.metadata(registry.get_version(MODEL, 1))["gates"]
+    assert gates == turned_down["evaluation"]["gates"]
+    assert registry.get_alias(MODEL, "champion") is None
+
+
+def test_an_evaluation_against_a_champion_that_moved_since_is_decided_again(handler, registry, evaluated):
+    assert handler(evaluated, lambda_context("register"))["status"] == "champion"  # v1
+    out = handler(evaluated, lambda_context("register"))  # evaluated when there was no champion
+    assert (out["version"], out["status"]) == (2, "rejected")
+    assert out["reasons"] == [
+        "champion: the champion moved (none at verification, v1 now): retrain to compare"
+    ]
+    assert registry.get_alias(MODEL, "champion") == 1
 
 
 def test_a_candidate_no_better_than_the_baseline_is_rejected(handler, registry, event):

@@ -61,6 +61,10 @@ def test_verify_event_proves_parity(s3, trained_samples, handler, path):
     assert expected["parity"]["rows"] == result.parity.rows
     assert expected["parity"]["passed"] is True
     assert expected["champion"] == result.champion.to_event()
+    # the Evaluate decision: every gate of the spec passed, none of them against a champion
+    assert result.evaluation.accepted and result.evaluation.champion_version is None
+    assert result.evaluation.gates[0].gate == "parity" and result.evaluation.reasons == []
+    assert expected["evaluation"] == result.evaluation.to_event()
 
 
 def test_the_champion_is_scored_on_the_same_holdout(s3, staged, handler, registry, trained_samples):
@@ -73,6 +77,17 @@ def test_the_champion_is_scored_on_the_same_holdout(s3, staged, handler, registr
     assert (cmp.version, cmp.metric, cmp.rows) == (version, "accuracy", staged.rows_holdout)
     assert cmp.candidate == cmp.champion  # the same graph on the same rows
     assert cmp.candidate == pytest.approx(staged.metrics["holdout"]["accuracy"], abs=1e-9)
+    assert out.evaluation.accepted and out.evaluation.champion_version == version
+    [gate] = [g for g in out.evaluation.gates if g.gate == "champion"]
+    assert gate.passed and "no worse than champion v1" in gate.detail
+
+
+def test_a_candidate_missing_a_gate_is_not_accepted(s3, staged, handler):
+    spec = {**staged.spec, "gates": {**staged.spec["gates"], "min_metric": 0.99}}
+    out = TrainResult.model_validate(handler({**staged.to_event(), "spec": spec}, lambda_context("verify")))
+    assert out.parity.passed and not out.evaluation.accepted
+    [reason] = out.evaluation.reasons
+    assert reason.startswith("min_metric: holdout accuracy") and reason.endswith("< minimum 0.9900")
 
 
 def test_a_champion_of_another_kind_is_not_compared(s3, staged, handler, registry, trained_samples):

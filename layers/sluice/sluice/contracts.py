@@ -157,7 +157,7 @@ class CandidateReport(Payload):
 
 
 class ChampionComparison(Payload):
-    """The candidate and the current champion scored by the Verify step on the candidate's holdout
+    """The candidate and the current champion scored by the Evaluate step on the candidate's holdout
     batch with the same code (``sluice.metrics``). ``version`` None: nothing was compared (``note``)."""
 
     version: int | None = None
@@ -166,6 +166,28 @@ class ChampionComparison(Payload):
     champion: float | None = None
     rows: int = 0
     note: str = ""
+
+
+class GateOutcome(Payload):
+    """One gate of the spec on a candidate: passed or not, and why, in words."""
+
+    gate: str
+    passed: bool
+    detail: str
+
+
+class Evaluation(Payload):
+    """The Evaluate step's decision: every gate of the spec (parity, baseline, minimum, champion) and
+    the champion version they were decided against; ``accepted`` when all passed. Register records
+    it and moves the aliases; it decides again only if the champion moved in between."""
+
+    accepted: bool
+    gates: list[GateOutcome]
+    champion_version: int | None = None
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f"{g.gate}: {g.detail}" for g in self.gates if not g.passed]
 
 
 class TrainResult(Payload):
@@ -178,9 +200,10 @@ class TrainResult(Payload):
     onnx_sha256: str
     metrics: dict[str, dict[str, float]]
     candidates: list[CandidateReport] = Field(default_factory=list)
-    parity: ParityReport | None = Field(None, description="set by the Verify step; None until then")
-    parity_key: str | None = Field(None, description="native predictions the Verify step replays")
-    champion: ChampionComparison | None = Field(None, description="set by the Verify step")
+    parity: ParityReport | None = Field(None, description="set by the Evaluate step; None until then")
+    parity_key: str | None = Field(None, description="native predictions the Evaluate step replays")
+    champion: ChampionComparison | None = Field(None, description="set by the Evaluate step")
+    evaluation: Evaluation | None = Field(None, description="set by the Evaluate step: the gates' verdict")
     params: dict[str, Any] = Field(default_factory=dict)
     feature_schema: FeatureSchema
     rows_train: int

@@ -1,17 +1,19 @@
-"""Register a trained candidate: gates, an immutable registry version with lineage, the champion alias.
+"""Decide and register a trained candidate: gates, an immutable registry version with lineage, aliases.
 
+``evaluate`` is the Evaluate step's decision: every gate of the spec on the verified candidate.
 ``register_candidate`` copies the staged ONNX file (refused unless its sha256 is the one training
-recorded), decides the gates of the spec, writes version N with status ``champion`` or ``rejected``
-(with the reasons) and, when the candidate passed, moves the ``champion`` alias with a conditional
-write on the version it held before: a concurrent pipeline that moved it first makes this one fail
-with AliasConflictError instead of silently overwriting it. A rejected candidate leaves the champion.
+recorded), takes that decision (or decides again if the champion moved since), writes version N
+with status ``champion`` or ``rejected`` (with the reasons) and, when the candidate passed, moves
+the ``champion`` alias with a conditional write on the version it held before: a concurrent
+pipeline that moved it first makes this one fail with AliasConflictError instead of silently
+overwriting it. A rejected candidate leaves the champion.
 
 Gates (``spec.gates``), each direction-aware (``sluice.specs.greater_is_better``):
 
-- ``parity``: the Verify step's replay passed;
+- ``parity``: the Evaluate step's replay through onnxruntime passed;
 - ``beat_baseline``: the holdout metric beats the baseline's by at least ``baseline_margin``;
 - ``min_metric``: the holdout metric reaches ``min_metric`` (at most, for an error metric);
-- ``champion``: on the same holdout rows (scored by the Verify step), the candidate is no worse than
+- ``champion``: on the same holdout rows (scored by the Evaluate step), the candidate is no worse than
   the current champion minus ``champion_tolerance``; ``champion_tolerance: null`` skips it.
 
 An unlabelled anomaly model has no metric: only parity applies.
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sluice
-from sluice.contracts import RegisterResult, TrainResult
+from sluice.contracts import Evaluation, GateOutcome, RegisterResult, TrainResult
 from sluice.errors import ArtifactIntegrityError
 from sluice.parity import describe
 from sluice.registry import Registry
@@ -51,7 +53,7 @@ def spec_of(result: TrainResult) -> ModelSpec:
 
 def _parity(result: TrainResult) -> GateCheck:
     if result.parity is None:
-        return GateCheck("parity", False, "parity was never verified (no Verify step result)")
+        return GateCheck("parity", False, "parity was never verified (no Evaluate step result)")
     return GateCheck("parity", result.parity.passed, describe(result.parity))
 
 
@@ -88,7 +90,7 @@ def _champion(result: TrainResult, spec: ModelSpec, current: int | None) -> Gate
     if tolerance is None:
         return GateCheck("champion", True, "not compared (champion_tolerance is null)")
     if cmp is None:
-        return GateCheck("champion", current is None, "no champion comparison (no Verify step result)")
+        return GateCheck("champion", current is None, "no champion comparison (no Evaluate step result)")
     if cmp.version != current and "not applicable" not in cmp.note:
         was = f"v{cmp.version}" if cmp.version else "none"
         return GateCheck(
@@ -118,6 +120,17 @@ def evaluate_gates(
     if spec.effective_metric is not None and not any(c.gate == "metric" for c in checks):
         checks.append(_champion(result, spec, current_champion))
     return checks
+
+
+def evaluate(result: TrainResult, current_champion: int | None) -> Evaluation:
+    """The Evaluate step's decision on a verified candidate: every gate of its spec, decided against
+    ``current_champion`` (the version its holdout was scored against)."""
+    checks = evaluate_gates(result, spec_of(result), current_champion)
+    return Evaluation(
+        accepted=all(c.passed for c in checks),
+        gates=[GateOutcome(**c.to_dict()) for c in checks],
+        champion_version=current_champion,
+    )
 
 
 def metric_gates(spec: ModelSpec, metrics: dict[str, dict[str, float]]) -> list[GateCheck]:
@@ -211,7 +224,12 @@ def register_candidate(result: TrainResult, registry: Registry) -> RegisterResul
         )
     spec = spec_of(result)
     previous = registry.get_alias(result.model, "champion")
-    checks = evaluate_gates(result, spec, previous)
+    decided = result.evaluation
+    if decided is not None and decided.champion_version == previous:
+        checks = [GateCheck(g.gate, g.passed, g.detail) for g in decided.gates]
+    else:  # never evaluated (a direct call), or the champion moved since: decide now (the champion
+        # gate then fails with "the champion moved" unless the spec skips it)
+        checks = evaluate_gates(result, spec, previous)
     reasons = [f"{c.gate}: {c.detail}" for c in checks if not c.passed]
     status = "rejected" if reasons else "champion"
     if status == "champion" and spec.monitoring.canary and previous is not None:

@@ -1,14 +1,17 @@
-"""The Verify step: replay the native answers through onnxruntime, and score the champion alongside.
+"""The Evaluate step: replay the native answers through onnxruntime, score the champion alongside,
+and decide the gates.
 
 Runs in the Verify function on the serving layer, i.e. with the onnxruntime that will serve the
-model (and no scikit-learn). It records, for the Register step's gates:
+model (and no scikit-learn). It records:
 
 - ``parity``: how far the graph's answers are from the native pipeline's (a disagreeing export is
   recorded as failed parity and registered as rejected; a staged file changed since training raises
   ArtifactIntegrityError and a graph onnxruntime cannot run raises ParityError);
 - ``champion``: the candidate and the current champion (its ONNX file checked against the registry's
   sha256) scored with ``sluice.metrics`` on the candidate's holdout batch, so the gate compares both
-  on the same rows with the same code. Forecasts are not compared yet.
+  on the same rows with the same code. Forecasts are not compared yet;
+- ``evaluation``: the decision, every gate of the spec (``sluice.registration.evaluate``) with its
+  verdict in words; the Register step records it as the version's status and reasons.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from sluice.contracts import ChampionComparison, FeatureSchema, TrainResult
 from sluice.errors import ArtifactIntegrityError, ParityError
 from sluice.metrics import score
 from sluice.parity import holdout_batch, onnx_session, predict, replay
+from sluice.registration import evaluate
 from sluice.registry import Registry
 from sluice.settings import get_settings
 from sluice.specs import parse_model_spec
@@ -27,8 +31,8 @@ from sluice.storage import get_json, get_object, sha256_hex
 
 
 def verify_candidate(result: TrainResult, registry: Registry | None = None) -> TrainResult:
-    """``result`` with its parity report and champion comparison (``registry``: where the champion
-    is; by default the one the environment names, if any)."""
+    """``result`` with its parity report, champion comparison and the gates' decision (``registry``:
+    where the champion is; by default the one the environment names, if any)."""
     settings = get_settings()
     settings.require("data_bucket")
     if not result.parity_key:
@@ -43,8 +47,10 @@ def verify_candidate(result: TrainResult, registry: Registry | None = None) -> T
     report, answers = replay(onnx, document)
     if registry is None and settings.registry_table:
         registry = Registry(settings.registry_table, settings.data_bucket)
-    champion = compare_with_champion(result, document, answers, registry)
-    return result.model_copy(update={"parity": report, "champion": champion})
+    current = registry.get_alias(result.model, "champion") if registry is not None else None
+    champion = compare_with_champion(result, document, answers, registry, current)
+    verified = result.model_copy(update={"parity": report, "champion": champion})
+    return verified.model_copy(update={"evaluation": evaluate(verified, current)})
 
 
 def _metric(result: TrainResult) -> str | None:
@@ -56,6 +62,7 @@ def compare_with_champion(
     document: Mapping[str, Any],
     answers: Mapping[str, Any] | None,
     registry: Registry | None,
+    version: int | None,
 ) -> ChampionComparison:
     """Score candidate and champion on the candidate's holdout batch (a note when not comparable)."""
     metric = _metric(result)
@@ -65,7 +72,6 @@ def compare_with_champion(
         return ChampionComparison(note="no metric (unlabelled anomaly): nothing to compare")
     if registry is None:
         return ChampionComparison(metric=metric, note="no registry configured")
-    version = registry.get_alias(result.model, "champion")
     if version is None:
         return ChampionComparison(metric=metric, note="no champion yet")
     batch = holdout_batch(document)

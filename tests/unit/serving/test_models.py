@@ -254,3 +254,21 @@ def test_without_a_challenger_or_when_it_fails_to_load_the_champion_serves_every
 
     routed = [store.route(NAME, f"c{i}") for i in range(200)]
     assert {(m.version, a) for m, a in routed} == {(1, "champion")}
+
+
+def test_the_challenger_keeps_its_share_when_a_new_champion_fails_or_the_registry_is_unreadable(
+    registry: FakeRegistry, clock: FakeClock, onnx_bytes: bytes
+) -> None:
+    registry.challengers[NAME] = registry.add(NAME, onnx_bytes, champion=False)  # v2
+    store = make_store(registry, clock)
+    callers = [f"c{i}" for i in range(400)]
+    routed = {c: store.route(NAME, c)[0].version for c in callers}
+    assert set(routed.values()) == {1, 2}
+
+    registry.add(NAME, b"not an onnx graph")  # v3, made champion, cannot load
+    clock.advance(60)
+    assert {c: store.route(NAME, c)[0].version for c in callers} == routed
+
+    registry.fail_alias_reads = True
+    clock.advance(60)
+    assert {c: store.route(NAME, c)[0].version for c in callers} == routed

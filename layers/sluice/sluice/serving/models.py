@@ -404,7 +404,7 @@ class ModelStore:
                 "registry unreadable; keeping the served version",
                 extra={"model": name, "version": current.version, "error": str(exc)},
             )
-            return self._put(name, _Entry(now, model=current))
+            return self._put(name, _Entry(now, model=current, challenger=previous.challenger))
 
         if version is None:
             if current is not None:
@@ -432,8 +432,8 @@ class ModelStore:
                     },
                 )
                 self._on_load_error(name, version, exc)
-                if current is not None:
-                    return self._put(name, _Entry(now, model=current))
+                if current is not None:  # the canary goes on too: only the new champion failed
+                    return self._put(name, _Entry(now, model=current, challenger=challenger))
                 return self._put(
                     name,
                     _Entry(now, unavailable=f"model {name!r} v{version} cannot be served (failed to load)"),
