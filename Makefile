@@ -43,8 +43,11 @@ export SLUICE_SAM := $(CURDIR)/$(SAM)
 # Top-level packages of each dependency layer; `make layer-requirements` pins them (and what they
 # pull in) to the versions in $(LOCK), for the Lambda platform. boto3 stays in the sluice pins (the
 # version the tests run with), but layers/sluice/Makefile does not ship it, nor botocore, s3transfer,
-# jmespath, urllib3, python-dateutil, six: the python3.12 runtime has them. The ML layer has no
-# onnxruntime: ONNX parity runs in the Verify function, on the serving layer.
+# jmespath, urllib3, python-dateutil, six: the python3.12 runtime has them. Likewise the serving pins
+# hold the whole closure, but layers/serving/Makefile leaves pydantic & co. to the sluice layer (same
+# pins; the two layers always go together) and protobuf, flatbuffers, packaging out (only onnxruntime's
+# tooling imports them). The ML layer has no onnxruntime: ONNX parity runs in the Verify function, on
+# the serving layer.
 LAYERS             := sluice serving ml
 LAYER_PKGS_sluice  := boto3 pydantic pydantic-settings pyyaml aws-lambda-powertools aws-xray-sdk orjson
 LAYER_PKGS_serving := fastapi mangum onnxruntime numpy

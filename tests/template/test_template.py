@@ -9,6 +9,7 @@ from this venv (-I -S), the way the Lambda runtime sees them.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -39,6 +40,10 @@ KNOWN_OVER_LIMIT: dict[str, str] = {}
 # Every function with its layers stays this far under the limit: room for the code and the pins to
 # grow, so that a build that creeps towards 250 MiB fails here before a deployment does.
 HEADROOM_MIB = 10
+
+# The api function (and verify, on the same layers) with the sluice and serving layers: a size budget
+# of its own, far below the limit, because the serving layer is slimmed to it (layers/serving/Makefile).
+SERVING_BUDGET_MIB = 100
 
 # The layers of each function. The ML and serving layers are never combined: together they cannot
 # fit in 250 MB, which is why ONNX parity runs in Verify (serving layer) and not in Train.
@@ -212,6 +217,118 @@ def test_layer_requirements_contents() -> None:
     assert "onnxruntime" not in layers["ml"], "onnxruntime belongs to the serving layer (Verify runs parity)"
     assert not {"xgboost", "nvidia-nccl-cu12"} & set(layers["ml"]), "full xgboost cannot fit: use xgboost-cpu"
     assert {"xgboost-cpu", "onnxmltools"} <= set(layers["ml"]), "Train fits XGBoost and converts it to ONNX"
+
+
+def make_variable(layer: str, name: str) -> list[str]:
+    """The value of NAME in layers/LAYER/Makefile, as make expands it (make is what sam build runs)."""
+    make = shutil.which("make")
+    if not make:
+        pytest.skip("make is not installed")
+    proc = subprocess.run(
+        [make, "-s", "-f", "Makefile", "--eval", f"print-value: ; @echo $({name})", "print-value"],
+        cwd=ROOT / "layers" / layer,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def _normalized(names: list[str]) -> set[str]:
+    return {re.sub(r"[-_.]+", "-", name.lower()) for name in names}
+
+
+def test_serving_layer_leaves_to_the_sluice_layer_exactly_what_both_pin() -> None:
+    """Both layers unzip into /opt/python: what both pin ships once, from the sluice layer, and only
+    if the versions are the same (the serving layer's import check runs against those versions)."""
+    serving = _pins(ROOT / "layers" / "serving" / "requirements.txt")
+    sluice = _pins(ROOT / "layers" / "sluice" / "requirements.txt")
+    provided = _normalized(make_variable("serving", "SLUICE_LAYER_PROVIDED"))
+    assert provided == set(serving) & set(sluice), "update SLUICE_LAYER_PROVIDED in layers/serving/Makefile"
+    assert {name: serving[name] for name in provided} == {name: sluice[name] for name in provided}
+    tools_only = _normalized(make_variable("serving", "ORT_TOOLS_ONLY"))
+    assert tools_only <= set(serving) and not tools_only & set(sluice), tools_only
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_deployed_code_imports_no_powertools_part_the_sluice_layer_removes() -> None:
+    """layers/sluice/Makefile leaves out the Powertools utilities nothing imports: importing one in
+    code that runs on Lambda would fail there only, so it fails here first."""
+    parts = make_variable("sluice", "POWERTOOLS_UNUSED")
+    removed = ["aws_lambda_powertools." + part.replace("/", ".") for part in parts]
+    assert removed
+    sources = [*(ROOT / "functions").rglob("*.py"), *(ROOT / "layers" / "sluice" / "sluice").rglob("*.py")]
+    sources += (ROOT / "training").glob("*.py")
+    found = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in sources
+        for name in _imported_modules(path)
+        if any(name == part or name.startswith(part + ".") for part in removed)
+    }
+    assert not found, f"imports of Powertools parts layers/sluice/Makefile removes: {sorted(found)}"
+
+
+def serving_smoke() -> Any:
+    """layers/serving/smoke.py as a module (it imports numpy and onnxruntime: this venv has them)."""
+    spec = importlib.util.spec_from_file_location("serving_smoke", ROOT / "layers" / "serving" / "smoke.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_serving_smoke_model_is_the_graph_it_describes() -> None:
+    """layers/serving/smoke.py (the build's InferenceSession check) carries its ONNX graph as bytes;
+    rebuilt here with onnx.helper, so that what its docstring says is what it runs."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    smoke = serving_smoke()
+    nodes = [
+        helper.make_node(
+            "Scaler", ["x"], ["scaled"], domain="ai.onnx.ml", offset=[1.0, 1.0], scale=[0.5, 0.5]
+        ),
+        helper.make_node(
+            "LinearClassifier",
+            ["scaled"],
+            ["label", "probabilities"],
+            domain="ai.onnx.ml",
+            classlabels_strings=["low", "high"],
+            coefficients=[-1.0, -1.0, 1.0, 1.0],
+            intercepts=[0.0, 0.0],
+            post_transform="SOFTMAX",
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "smoke",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.STRING, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2]),
+        ],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="sluice")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    assert onnx.load_from_string(smoke.MODEL) == model
+    session = ort.InferenceSession(smoke.MODEL, providers=["CPUExecutionProvider"])
+    labels, _ = session.run(None, {"x": np.array([[0.0, 0.0], [4.0, 4.0]], np.float32)})
+    assert labels.tolist() == ["low", "high"]
 
 
 # ----------------------------------------------------------------------------------- state machines
@@ -389,6 +506,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     sites = {
         name: build_dir / res["Properties"]["ContentUri"] / "python" for name, res in built_layers.items()
     }
+    built_functions = resources_of_template(_load(build_dir / "template.yaml"), "AWS::Serverless::Function")
+    code = {name: build_dir / res["Properties"]["CodeUri"] for name, res in built_functions.items()}
     yield {
         "dir": build_dir,
         "sizes": result,
@@ -396,6 +515,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "report": sizes.report,
         "python": str(Path(bindir) / "python3.12"),
         "sites": sites,
+        "code": code,
     }
     shutil.rmtree(work, ignore_errors=True)
 
@@ -414,6 +534,15 @@ def test_built_function_with_layers_fits_lambda_limit(built: dict[str, Any], nam
     assert fs.total <= built["limit"] - HEADROOM_MIB * 2**20, (
         f"{name} is {fs.total / 2**20:.1f} MiB unzipped with its layers, less than {HEADROOM_MIB} MiB "
         f"under Lambda's 250 MiB:\n" + built["report"]([fs])
+    )
+
+
+@pytest.mark.parametrize("name", sorted(n for n, ls in FUNCTION_LAYERS.items() if "ServingDepsLayer" in ls))
+def test_built_serving_bundle_fits_its_budget(built: dict[str, Any], name: str) -> None:
+    fs = built["sizes"][name]
+    assert fs.total <= SERVING_BUDGET_MIB * 2**20, (
+        f"{name} is {fs.total / 2**20:.1f} MiB unzipped with its layers, over its {SERVING_BUDGET_MIB} MiB "
+        "budget (layers/serving/Makefile slims the serving layer):\n" + built["report"]([fs])
     )
 
 
@@ -507,6 +636,93 @@ pandas.DataFrame({"a": [1.0, None]}).describe()
         sluice_site,
         ml_site,
     )
+
+
+# The environment a function module may read at import (Powertools, sluice.settings); no AWS call is made.
+FUNCTION_ENV = """
+import importlib.util, os
+os.environ.update({
+    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_SERVICE_NAME": "layers-test", "POWERTOOLS_METRICS_NAMESPACE": "Sluice-test",
+    "POWERTOOLS_TRACE_DISABLED": "true", "SLUICE_DATA_BUCKET": "bucket", "SLUICE_REGISTRY_TABLE": "table",
+    "SLUICE_ROOT_PATH": "/dev",
+})
+def load_function(path):
+    spec = importlib.util.spec_from_file_location("function_app", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+"""
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_built_function_imports_from_its_layers_alone(
+    built: dict[str, Any], runtime_packages: Path, name: str
+) -> None:
+    """Each built function's handler module imports with only its own layers (in the template's
+    order) and the runtime's boto3 on sys.path: the slimmed layers still hold what it imports."""
+    sites = [built["sites"][layer] for layer in FUNCTION_LAYERS[name]]
+    code = FUNCTION_ENV + f"assert callable(load_function({str(built['code'][name] / 'app.py')!r}).handler)\n"
+    run_isolated(built, code, *sites, runtime_packages)
+
+
+# The api handler answers /health and an ONNX model predicts, with the serving layer (sys.argv[1]) and
+# the sluice layer; then every module loaded from the serving layer must have a hash-based .pyc.
+SERVING_FROM_LAYERS = """
+import contextlib, io, json
+import numpy as np
+from sluice.parity import onnx_session
+api = load_function(API)
+load_function(VERIFY)
+class Context:
+    function_name = "api"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:api"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+with contextlib.redirect_stdout(io.StringIO()):
+    response = api.handler(json.loads(open(HEALTH).read()), Context())
+assert response["statusCode"] == 200, response
+session = onnx_session(open(MODEL, "rb").read())
+labels, _ = session.run(None, {"x": np.array([[0.0, 0.0], [4.0, 4.0]], np.float32)})
+assert labels.tolist() == ["low", "high"], labels
+serving = sys.argv[1]
+loaded = [getattr(m, "__file__", None) or "" for m in list(sys.modules.values())]
+loaded = [f for f in loaded if f.startswith(serving)]
+assert any("onnxruntime" in f for f in loaded) and any("fastapi" in f for f in loaded), loaded
+missing = []
+for source in (f for f in loaded if f.endswith(".py")):
+    try:
+        with open(importlib.util.cache_from_source(source), "rb") as fh:
+            hashed = int.from_bytes(fh.read(8)[4:], "little") & 1
+    except FileNotFoundError:
+        hashed = False
+    if not hashed:
+        missing.append(source[len(serving) + 1 :])
+assert not missing, f"no hash-based .pyc (add them to IMPORTS in layers/serving/Makefile): {missing}"
+"""
+
+
+def test_built_serving_layer_is_slimmed_and_serves_from_precompiled_modules(
+    built: dict[str, Any], runtime_packages: Path, tmp_path: Path
+) -> None:
+    """The serving layer ships no second copy of what the sluice layer ships, nor onnxruntime's C API
+    library and tooling; with the sluice layer, the api handler answers and an ONNX model predicts,
+    and every module that loads from the serving layer has its hash-based .pyc (/opt is read-only)."""
+    serving, sluice_site = built["sites"]["ServingDepsLayer"], built["sites"]["SluiceLayer"]
+    both = {p.name for p in serving.iterdir()} & {p.name for p in sluice_site.iterdir()} - {"__pycache__"}
+    assert not both, f"shipped by both the serving and the sluice layer: {sorted(both)}"
+    gone = ["onnxruntime/capi/libonnxruntime.so.*", "onnxruntime/transformers", "onnxruntime/tools", "google"]
+    assert not [g for g in gone if list(serving.glob(g))], [g for g in gone if list(serving.glob(g))]
+    model = tmp_path / "smoke.onnx"
+    model.write_bytes(serving_smoke().MODEL)
+    constants = {
+        "API": str(built["code"]["ApiFunction"] / "app.py"),
+        "VERIFY": str(built["code"]["VerifyFunction"] / "app.py"),
+        "HEALTH": str(ROOT / "events" / "api" / "health.json"),
+        "MODEL": str(model),
+    }
+    code = FUNCTION_ENV + "".join(f"{k} = {v!r}\n" for k, v in constants.items()) + SERVING_FROM_LAYERS
+    run_isolated(built, code, serving, sluice_site, runtime_packages)
 
 
 # ------------------------------------------------------------------------------ alarms, dashboard
