@@ -7,6 +7,9 @@
   summed over the trees, then scikit-learn's ``2 ** (-depth / (n_trees * c(max_samples)))``.
   skl2onnx's own converter builds ~40 nodes per tree: for 100 trees it took 3-5 s to convert (75 s for
   200: its identity-removal pass is quadratic) and ~1.2 ms per row in onnxruntime.
+- ``SoftVotingClassifier`` / ``AveragingRegressor``: a parser that converts each member pipeline
+  (features and estimator) on the graph's inputs, then one node set averaging their probabilities
+  (label: skl2onnx's argmax -> class name) or values with the ensemble's weights.
 - HistGradientBoosting: skl2onnx 1.20 passes a leaf's missing-value flag as the Python bool
   ``False``, which onnx's protobuf refuses in an ints attribute ("Expected an int, got a boolean"):
   every HistGradientBoosting export failed. The flag is passed on as an int.
@@ -20,11 +23,14 @@ import numpy as np
 from onnx import TensorProto
 from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
 from skl2onnx import update_registered_converter
+from skl2onnx._parse import _parse_sklearn
 from skl2onnx.common import tree_ensemble
+from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from skl2onnx.common.shape_calculator import (
     calculate_linear_classifier_output_shapes,
     calculate_linear_regressor_output_shapes,
 )
+from skl2onnx.common.utils_classifier import _finalize_converter_classes
 from skl2onnx.operator_converters.support_vector_machines import convert_sklearn_svm_regressor
 from skl2onnx.shape_calculators.isolation_forest import calculate_isolation_forest_output_shapes
 from skl2onnx.shape_calculators.scaler import calculate_sklearn_scaler_output_shapes
@@ -33,7 +39,12 @@ from sklearn.ensemble import IsolationForest
 from sklearn.ensemble._iforest import _average_path_length
 from xgboost import XGBRegressor
 
-from training.estimators import StringLabelXGBClassifier, SubsampledOneClassSVM
+from training.estimators import (
+    AveragingRegressor,
+    SoftVotingClassifier,
+    StringLabelXGBClassifier,
+    SubsampledOneClassSVM,
+)
 from training.pipeline import SignedLog1p
 
 
@@ -154,6 +165,57 @@ def _convert_isolation_forest(scope: Any, operator: Any, container: Any) -> None
     )
 
 
+def _parse_ensemble(scope: Any, model: Any, inputs: list[Any], custom_parsers: Any = None) -> list[Any]:
+    """Each member pipeline converted on the graph's inputs; the ensemble's operator takes their
+    probabilities (a classifier member's second output) or values, and declares its own outputs."""
+    classifier = isinstance(model, SoftVotingClassifier)
+    answers = []
+    for member in model.members_:
+        outputs = _parse_sklearn(scope, member, inputs, custom_parsers=custom_parsers)
+        answers.append(outputs[1] if classifier else outputs[0])
+    alias = "SluiceSoftVoting" if classifier else "SluiceAveraging"
+    operator = scope.declare_local_operator(alias, model)
+    operator.inputs = answers
+    if classifier:
+        operator.outputs.append(scope.declare_local_variable("label", StringTensorType([None])))
+        n = len(model.classes_)
+        operator.outputs.append(scope.declare_local_variable("probabilities", FloatTensorType([None, n])))
+    else:
+        operator.outputs.append(scope.declare_local_variable("value", FloatTensorType([None, 1])))
+    return operator.outputs
+
+
+def _weighted_sum(scope: Any, operator: Any, container: Any, out: str) -> None:
+    weights = operator.raw_operator.weights_
+    terms = [
+        _node(scope, container, "Mul", [answer.full_name, _const(scope, container, "weight", w)])
+        for answer, w in zip(operator.inputs, weights, strict=True)
+    ]
+    container.add_node("Sum", terms, [out], name=scope.get_unique_operator_name("Sum"))
+
+
+def _convert_soft_voting(scope: Any, operator: Any, container: Any) -> None:
+    probabilities = operator.outputs[1].full_name
+    _weighted_sum(scope, operator, container, probabilities)
+    argmax = _node(scope, container, "ArgMax", [probabilities], axis=1)
+    _finalize_converter_classes(
+        scope,
+        argmax,
+        operator.outputs[0].full_name,
+        container,
+        np.asarray(operator.raw_operator.classes_),
+        TensorProto.FLOAT,
+    )
+
+
+def _convert_averaging(scope: Any, operator: Any, container: Any) -> None:
+    _weighted_sum(scope, operator, container, operator.outputs[0].full_name)
+
+
+def _declared_shapes(operator: Any) -> None:
+    """The ensemble parser declares its outputs' types and shapes."""
+
+
 def _missing_flag_as_int(add_node: Any) -> Any:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if "nodes_missing_value_tracks_true" in kwargs:
@@ -192,6 +254,18 @@ def register() -> None:
         calculate_isolation_forest_output_shapes,
         _convert_isolation_forest,
         options={"score_samples": [False]},  # skl2onnx's parser asks; the third output is not offered
+    )
+    # The ensemble's probabilities are a plain tensor: export asks for zipmap False, the only choice.
+    update_registered_converter(
+        SoftVotingClassifier,
+        "SluiceSoftVoting",
+        _declared_shapes,
+        _convert_soft_voting,
+        parser=_parse_ensemble,
+        options={"zipmap": [False]},
+    )
+    update_registered_converter(
+        AveragingRegressor, "SluiceAveraging", _declared_shapes, _convert_averaging, parser=_parse_ensemble
     )
     if not getattr(tree_ensemble.add_node, "sluice_wrapped", False):
         tree_ensemble.add_node = _missing_flag_as_int(tree_ensemble.add_node)

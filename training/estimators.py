@@ -12,6 +12,15 @@ Two small subclasses make estimators fit the pipeline:
 - ``SubsampledOneClassSVM``: fitting is quadratic in the rows, so it fits a seeded sample of at most
   ``max_samples`` rows (the graph holds the support vectors, so this also bounds its size).
 
+``voting`` (classification and regression) is an ensemble of other candidates: each member is a whole
+pipeline with its own preprocessing (a linear model's TF-IDF and scaling beside a forest's raw counts),
+and the ensemble averages their probabilities (``SoftVotingClassifier``) or values
+(``AveragingRegressor``) with the spec's weights. Its params name the members like candidates:
+``{members: [logistic_regression, {name: extra_trees, params: {...}}], weights: [1, 1]}``. The members
+are built by ``training.pipeline.build_pipeline``; ``make_estimator`` builds them bare (validation and
+the registry's parameters). The search cross-validates it like any candidate, so it is chosen only when
+the blend beats every single model on the spec's metric.
+
 LocalOutlierFactor(novelty=True) converts too but is not offered: its graph computes distances in
 float32 by expansion (|a|^2 + |b|^2 - 2ab), and on data with repeated rows (the shuttle sensors) its
 scores differed from scikit-learn's by up to 0.5% on a few rows, outside the parity tolerance.
@@ -19,12 +28,12 @@ scores differed from scikit-learn's by up to 0.5% on a few rows, outside the par
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     ExtraTreesRegressor,
@@ -105,6 +114,58 @@ class SubsampledOneClassSVM(OneClassSVM):
         return super().fit(X)
 
 
+class _Blend(BaseEstimator):
+    """Members fitted on the same rows and averaged with ``weights`` (equal when None).
+
+    Members are fitted in place, as a Pipeline fits its steps (``build_pipeline`` makes fresh ones)."""
+
+    def __init__(self, members: Sequence[Any] = (), weights: Sequence[float] | None = None):
+        self.members = members
+        self.weights = weights
+
+    def _fit_members(self, X: Any, y: Any) -> None:
+        if len(self.members) < 2:
+            raise ValueError("an ensemble needs at least 2 members")
+        weights = np.ones(len(self.members)) if self.weights is None else np.asarray(self.weights, float)
+        if weights.shape != (len(self.members),) or not (weights > 0).all():
+            raise ValueError("weights: one positive number per member")
+        self.weights_ = weights / weights.sum()
+        self.members_ = [member.fit(X, y) for member in self.members]
+
+
+class SoftVotingClassifier(ClassifierMixin, _Blend):
+    """The weighted mean of the members' class probabilities; the label is its argmax."""
+
+    def fit(self, X: Any, y: Any) -> SoftVotingClassifier:
+        self._fit_members(X, y)
+        classes = [np.asarray(m.classes_).astype(str) for m in self.members_]
+        if any(not np.array_equal(c, classes[0]) for c in classes[1:]):
+            raise ValueError("ensemble members disagree on the classes")
+        self.classes_ = np.asarray(self.members_[0].classes_)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "members_")
+        probabilities = [np.asarray(m.predict_proba(X), dtype=np.float64) for m in self.members_]
+        return sum(w * p for w, p in zip(self.weights_.tolist(), probabilities, strict=True))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class AveragingRegressor(RegressorMixin, _Blend):
+    """The weighted mean of the members' predictions."""
+
+    def fit(self, X: Any, y: Any) -> AveragingRegressor:
+        self._fit_members(X, y)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "members_")
+        values = [np.asarray(m.predict(X), dtype=np.float64).reshape(-1) for m in self.members_]
+        return sum(w * v for w, v in zip(self.weights_.tolist(), values, strict=True))
+
+
 # -- the registry -----------------------------------------------------------------------------------
 
 
@@ -135,10 +196,11 @@ DISTANCE = Preprocessing(scale=True, dense=True, text_max_features=500)
 
 @dataclass(frozen=True)
 class EstimatorEntry:
-    """One candidate estimator: how to build it and the defaults the spec's params override."""
+    """One candidate estimator: how to build it and the defaults the spec's params override.
+    ``preprocessing`` is None for an ensemble: each member brings its own."""
 
     factory: Callable[..., BaseEstimator]
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | None
     defaults: dict[str, Any] = field(default_factory=dict)
     random_state_param: str | None = "random_state"
     class_weight: bool = False  # accepts class_weight (classification imbalance)
@@ -162,6 +224,7 @@ _XGB = {
     "n_jobs": 1,
     "verbosity": 0,
 }
+VOTING = "voting"
 
 ESTIMATORS: dict[Task, dict[str, EstimatorEntry]] = {
     "classification": {
@@ -174,6 +237,12 @@ ESTIMATORS: dict[Task, dict[str, EstimatorEntry]] = {
             HistGradientBoostingClassifier, TREES, _HGB, class_weight=True
         ),
         "xgboost": EstimatorEntry(StringLabelXGBClassifier, TREES, _XGB, class_weight=True),
+        VOTING: EstimatorEntry(
+            SoftVotingClassifier,
+            None,
+            {"members": ["logistic_regression", "random_forest"], "weights": None},
+            random_state_param=None,
+        ),
     },
     "regression": {
         "ridge": EstimatorEntry(Ridge, LINEAR, {"alpha": 1.0}, random_state_param=None),
@@ -181,6 +250,12 @@ ESTIMATORS: dict[Task, dict[str, EstimatorEntry]] = {
         "extra_trees": EstimatorEntry(ExtraTreesRegressor, TREES, {**_FOREST, "max_features": 0.5}),
         "hist_gradient_boosting": EstimatorEntry(HistGradientBoostingRegressor, TREES, _HGB),
         "xgboost": EstimatorEntry(XGBRegressor, TREES, _XGB),
+        VOTING: EstimatorEntry(
+            AveragingRegressor,
+            None,
+            {"members": ["ridge", "random_forest"], "weights": None},
+            random_state_param=None,
+        ),
     },
     "anomaly": {
         "isolation_forest": EstimatorEntry(IsolationForest, TREES, {"n_estimators": 200, "n_jobs": 1}),
@@ -203,15 +278,53 @@ def _entry(task: Task, name: str) -> EstimatorEntry:
     return known[name]
 
 
-def preprocessing_for(task: Task, name: str) -> Preprocessing:
+def preprocessing_for(task: Task, name: str) -> Preprocessing | None:
     return _entry(task, name).preprocessing
+
+
+def ensemble_members(spec: EstimatorSpec, task: Task) -> tuple[list[EstimatorSpec], list[float] | None]:
+    """The members and weights of a ``voting`` candidate (SpecError naming what is wrong)."""
+    params = _entry(task, spec.name).params(spec.params, 0)
+    where = f"candidates.params: {spec.name}"
+    unknown = sorted(set(params) - {"members", "weights"})
+    if unknown:
+        raise SpecError(f"{where}: unknown parameter(s) {', '.join(unknown)}; it takes members and weights")
+    raw = params["members"]
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise SpecError(f"{where}: members must list at least 2 candidates")
+    members = []
+    for item in raw:
+        try:
+            member = EstimatorSpec.model_validate({"name": item} if isinstance(item, str) else item)
+        except ValueError as exc:
+            raise SpecError(f"{where}: invalid member {item!r}: {exc}".splitlines()[0]) from exc
+        if _entry(task, member.name).preprocessing is None:
+            raise SpecError(f"{where}: a member cannot itself be an ensemble ({member.name})")
+        members.append(member)
+    weights = params["weights"]
+    if weights is not None:
+        ok = isinstance(weights, list) and len(weights) == len(members)
+        numbers = all(isinstance(w, int | float) and not isinstance(w, bool) and w > 0 for w in weights)
+        if not ok or not numbers:
+            raise SpecError(f"{where}: weights must be one positive number per member")
+        weights = [float(w) for w in weights]
+    return members, weights
 
 
 def estimator_params(
     spec: EstimatorSpec, random_state: int, task: Task = "classification", metric: str | None = None
 ) -> dict[str, Any]:
-    """The effective (JSON-friendly) parameters of the estimator a candidate asks for."""
+    """The effective (JSON-friendly) parameters of the estimator a candidate asks for (an ensemble's:
+    each member's effective parameters, and the weights)."""
     entry = _entry(task, spec.name)
+    if entry.preprocessing is None:
+        members, weights = ensemble_members(spec, task)
+        return {
+            "members": [
+                {"name": m.name, "params": estimator_params(m, random_state, task, metric)} for m in members
+            ],
+            "weights": weights,
+        }
     params = entry.params(spec.params, random_state)
     if entry.class_weight and metric in CLASS_BALANCED_METRICS:
         params.setdefault("class_weight", "balanced")
@@ -221,8 +334,14 @@ def estimator_params(
 def make_estimator(
     spec: EstimatorSpec, random_state: int, task: Task = "classification", metric: str | None = None
 ) -> BaseEstimator:
-    """A fresh estimator for ``spec`` (SpecError naming the candidate for unknown names or params)."""
+    """A fresh estimator for ``spec`` (SpecError naming the candidate for unknown names or params).
+    An ensemble's members are bare estimators here; ``build_pipeline`` gives each its features."""
     entry = _entry(task, spec.name)
+    if entry.preprocessing is None:
+        members, weights = ensemble_members(spec, task)
+        return entry.factory(
+            members=[make_estimator(m, random_state, task, metric) for m in members], weights=weights
+        )
     try:
         return entry.factory(**estimator_params(spec, random_state, task, metric))
     except TypeError as exc:

@@ -1,4 +1,5 @@
-"""Feature pipelines: one sklearn Pipeline(ColumnTransformer -> estimator) per candidate.
+"""Feature pipelines: one sklearn Pipeline(ColumnTransformer -> estimator) per candidate; an ensemble
+candidate is Pipeline(ensemble) whose members are such pipelines, each with its own preprocessing.
 
 The pipeline's input columns are the ONNX input names (``sluice.features.onnx_input_names``) and
 its input frame is built from ``sluice.features.build_feed``, the function serving uses, so the
@@ -22,11 +23,12 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from sluice.errors import SpecError
-from sluice.features import DATE_PARTS, build_feed, date_input_names
+from sluice.features import build_feed, date_input_names
 from sluice.specs import EstimatorSpec, FeatureSpec, ModelSpec
 from training.estimators import (
     LINEAR,
     Preprocessing,
+    ensemble_members,
     estimator_params,
     make_estimator,
     preprocessing_for,
@@ -85,6 +87,13 @@ def _date_parts(prep: Preprocessing) -> Pipeline:
     return Pipeline(steps)
 
 
+def _empty_text() -> OneHotEncoder:
+    """1 where the text is empty. Without it an empty note is only the absence of every term, which a
+    linear model cannot tell from a note of unseen words, and a forest rarely draws; yet a missing
+    note says much (on the household file, bank transfers and pocket money are the ones left blank)."""
+    return OneHotEncoder(categories=[np.array([""], dtype=object)], handle_unknown="ignore", dtype=np.float32)
+
+
 def build_preprocessor(features: Iterable[FeatureSpec], prep: Preprocessing = LINEAR) -> ColumnTransformer:
     transformers: list[tuple[str, Any, Any]] = []
     text_params = {**TEXT_PARAMS, "max_features": prep.text_max_features}
@@ -94,6 +103,7 @@ def build_preprocessor(features: Iterable[FeatureSpec], prep: Preprocessing = LI
         if f.kind == "text":
             # A single column name (not a list) hands the vectorizer the 1-D text it expects.
             transformers.append((f"text_{f.name}", TfidfVectorizer(**text_params), f.name))
+            transformers.append((f"empty_{f.name}", _empty_text(), [f.name]))
         elif f.kind == "categorical":
             transformers.append(
                 (f"cat_{f.name}", OneHotEncoder(handle_unknown="ignore", dtype=np.float32), [f.name])
@@ -101,22 +111,44 @@ def build_preprocessor(features: Iterable[FeatureSpec], prep: Preprocessing = LI
         elif f.kind == "numeric":
             transformers.append((f"num_{f.name}", _numbers(prep), [f.name]))
         elif f.kind == "date":
-            transformers.append((f"date_{f.name}", _date_parts(prep), date_input_names(f.name)))
+            parts = date_input_names(f.name, f.date_parts)
+            transformers.append((f"date_{f.name}", _date_parts(prep), parts))
         else:  # pragma: no cover - FeatureKind is a closed Literal
             raise SpecError(f"features: unsupported kind {f.kind!r} for {f.name!r}")
     return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0 if prep.dense else 0.3)
 
 
 def build_pipeline(spec: ModelSpec, candidate: EstimatorSpec) -> Pipeline:
-    """Features -> estimator for one candidate of ``spec`` (the spec's task, seed and metric)."""
+    """Features -> estimator for one candidate of ``spec`` (the spec's task, seed and metric); for an
+    ensemble, Pipeline(ensemble of such pipelines)."""
     estimator = make_estimator(candidate, spec.random_state, spec.task, spec.effective_metric)
     prep = preprocessing_for(spec.task, candidate.name)
+    if prep is None:
+        members, _ = ensemble_members(candidate, spec.task)
+        estimator.set_params(members=[build_pipeline(spec, m) for m in members])
+        return Pipeline([("model", estimator)])
     return Pipeline([("features", build_preprocessor(spec.features, prep)), ("model", estimator)])
 
 
+def feature_count(pipeline: Pipeline, frame: pd.DataFrame) -> int:
+    """Columns the estimator sees for ``frame`` (an ensemble: summed over its members)."""
+    first = pipeline.steps[0][1]
+    if len(pipeline.steps) > 1:
+        return int(first.transform(frame[:1]).shape[1])
+    return sum(feature_count(member, frame) for member in getattr(first, "members_", []))
+
+
 def pipeline_params(spec: ModelSpec, candidate: EstimatorSpec) -> dict[str, Any]:
-    """What was trained, for the registry: estimator parameters and preprocessing choices."""
+    """What was trained, for the registry: estimator parameters and preprocessing choices (an
+    ensemble: its weights, and each member's)."""
     prep = preprocessing_for(spec.task, candidate.name)
+    if prep is None:
+        members, weights = ensemble_members(candidate, spec.task)
+        return {
+            "estimator": candidate.name,
+            "estimator_params": {"weights": weights},
+            "members": [pipeline_params(spec, m) for m in members],
+        }
     text = {k: (list(v) if isinstance(v, tuple) else v) for k, v in TEXT_PARAMS.items() if k != "dtype"}
     numeric = ["median imputation", *(["signed_log1p", "standard scaling"] if prep.scale else [])]
     return {
@@ -126,10 +158,14 @@ def pipeline_params(spec: ModelSpec, candidate: EstimatorSpec) -> dict[str, Any]
             **text,
             "max_features": prep.text_max_features,
             "weights": "counts" if prep.text_counts else "tf-idf",
+            "empty_indicator": True,
         },
         "categorical": {"encoder": "one_hot", "handle_unknown": "ignore"},
         "numeric": numeric,
-        "date": {"parts": ", ".join(DATE_PARTS), "steps": numeric[:1] + numeric[2:]},
+        "date": {
+            "parts": {f.name: ", ".join(f.date_parts) for f in spec.features if f.kind == "date"},
+            "steps": numeric[:1] + numeric[2:],
+        },
         "dense": prep.dense,
     }
 

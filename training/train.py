@@ -48,7 +48,7 @@ from training.metrics import (
     regression_metrics,
 )
 from training.parity import native_document
-from training.pipeline import answers, build_pipeline, feature_frame, pipeline_params
+from training.pipeline import answers, build_pipeline, feature_count, feature_frame, pipeline_params
 from training.search import CandidateOutcome, anomaly_threshold, ranked, search
 
 BLAS_THREADS = 1
@@ -338,7 +338,7 @@ class _Trainer:
             "dropped_rows": data.dropped_rows,
             "filtered_rows": data.filtered_rows,
             "onnx_size_bytes": len(chosen.onnx),
-            "n_features": int(pipeline.steps[0][1].transform(self.x_holdout[:1]).shape[1]),
+            "n_features": feature_count(pipeline, self.x_holdout),
         }
         if spec.task == "classification":
             params["majority_class"] = str(majority_class(self.y_train))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sluice.errors import SpecError
+from sluice.features import DATE_PARTS
 from sluice.specs import (
     DEFAULT_CANDIDATES,
     METRICS,
@@ -96,6 +97,12 @@ def test_legacy_fields_still_load():
         ({"where": [{"column": "type"}]}, "where: give exactly one of 'in' or 'not_in'"),
         ({"split": {"cv_folds": 1}}, "split.cv_folds"),
         ({"task": "anomaly", "target": None, "metric": "roc_auc"}, "an anomaly metric needs anomaly.label"),
+        (
+            {"features": [{"name": "description", "kind": "text", "parts": ["day"]}]},
+            "features.parts: only for a date feature, not text",
+        ),
+        ({"features": [{"name": "d", "kind": "date", "parts": ["day", "day"]}]}, "distinct calendar parts"),
+        ({"features": [{"name": "date", "kind": "date", "parts": ["week"]}]}, "features.0.parts"),
     ],
 )
 def test_invalid_specs_name_the_field(changes, message):
@@ -123,3 +130,14 @@ def test_monitoring_section_sets_capture_canary_and_drift_thresholds_naming_bad_
     data["monitoring"] = {"capture_rate": 1.5}
     with pytest.raises(SpecError, match=r"monitoring\.capture_rate"):
         parse_model_spec(data)
+
+
+def test_date_parts_pick_calendar_parts_in_a_fixed_order_and_are_dumped_only_when_set():
+    date = {"name": "date", "kind": "date"}
+    due = {**date, "name": "due", "parts": ["hour", "day"]}
+    spec = parse_model_spec({**MINIMAL, "features": [date, due]})
+    every, chosen = spec.features
+    assert every.date_parts == list(DATE_PARTS) and chosen.date_parts == ["day", "hour"]
+    # unset parts stay out of the canonical JSON: specs without them keep their sha256
+    assert every.model_dump() == date and spec.to_dict()["features"][1]["parts"] == ["hour", "day"]
+    assert parse_model_spec(spec.to_dict()) == spec

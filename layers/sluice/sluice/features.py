@@ -14,8 +14,9 @@ from typing import Any
 DATE_PARTS = ("month", "day", "dayofweek", "hour")
 
 
-def date_input_names(field: str) -> list[str]:
-    return [f"{field}__{part}" for part in DATE_PARTS]
+def date_input_names(field: str, parts: Iterable[str] = DATE_PARTS) -> list[str]:
+    """The ONNX inputs of a date field (every part), or of the ``parts`` a model uses."""
+    return [f"{field}__{part}" for part in parts]
 
 
 def expand_date(value: datetime | date) -> list[float]:

@@ -14,7 +14,7 @@ from sluice.features import build_feed, onnx_input_names
 from sluice.specs import EstimatorSpec
 from tests.unit.training.conftest import only, quick
 from training.estimators import ESTIMATORS, estimator_params, make_estimator
-from training.pipeline import to_records
+from training.pipeline import feature_frame, to_records
 from training.train import train_model
 
 #: task -> [(model spec, data fixture, spec changes)]: every estimator of the task runs on each.
@@ -73,7 +73,14 @@ def test_estimator_contract(request, task, name, model, data, changes):
 def test_estimator_params_merge_defaults_spec_and_seed(task, name):
     entry = ESTIMATORS[task][name]
     params = estimator_params(EstimatorSpec(name=name), random_state=7, task=task)
-    assert params == {**entry.defaults, **({"random_state": 7} if entry.random_state_param else {})}
+    if entry.preprocessing is None:  # an ensemble: its members' own parameters
+        members = [
+            {"name": m, "params": estimator_params(EstimatorSpec(name=m), 7, task)}
+            for m in entry.defaults["members"]
+        ]
+        assert params == {"members": members, "weights": None}
+    else:
+        assert params == {**entry.defaults, **({"random_state": 7} if entry.random_state_param else {})}
     json.dumps(params)
     if "n_jobs" in params:
         assert params["n_jobs"] == 1
@@ -108,3 +115,47 @@ def test_unknown_estimator_and_bad_params_are_spec_errors():
         make_estimator(EstimatorSpec(name="logistic_regression"), 0, "regression")
     with pytest.raises(SpecError, match=r"candidates\.params: invalid parameter for logistic_regression"):
         make_estimator(EstimatorSpec(name="logistic_regression", params={"no_such_param": 1}), random_state=0)
+
+
+def test_voting_averages_its_members_with_their_own_preprocessing(household_sample, spec):
+    members = [{"name": "logistic_regression", "params": {"C": 20.0}}, {"name": "extra_trees"}]
+    trained = train_model(only(spec, "voting", members=members, weights=[3, 1]), household_sample)
+    ensemble = trained.pipeline.steps[-1][1]
+    assert trained.parity.passed and trained.params["estimator"] == "voting"
+    assert [m["estimator"] for m in trained.params["members"]] == ["logistic_regression", "extra_trees"]
+    assert [m["text"]["weights"] for m in trained.params["members"]] == ["tf-idf", "counts"]
+    assert trained.params["estimator_params"] == {"weights": [3.0, 1.0]}
+    rows = feature_frame(to_records(household_sample.head(30), spec.features), spec.features)
+    linear, trees = (m.predict_proba(rows) for m in ensemble.members_)
+    np.testing.assert_allclose(ensemble.predict_proba(rows), 0.75 * linear + 0.25 * trees)
+    assert trained.params["n_features"] == sum(
+        m.steps[0][1].transform(rows).shape[1] for m in ensemble.members_
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"members": ["ridge", "logistic_regression"]}, "unknown classification estimator 'ridge'"),
+        ({"members": ["logistic_regression"]}, "members must list at least 2 candidates"),
+        ({"members": ["logistic_regression", "voting"]}, "a member cannot itself be an ensemble"),
+        ({"members": ["logistic_regression", {"nme": "x"}]}, "invalid member"),
+        ({"weights": [1]}, "weights must be one positive number per member"),
+        ({"weights": [1, 0]}, "weights must be one positive number per member"),
+        ({"voting": "soft"}, "unknown parameter.s. voting"),
+        (
+            {"members": ["random_forest", {"name": "logistic_regression", "params": {"nope": 1}}]},
+            "invalid parameter for logistic_regression",
+        ),
+    ],
+)
+def test_voting_members_and_weights_are_checked_up_front(params, message):
+    with pytest.raises(SpecError, match=message):
+        make_estimator(EstimatorSpec(name="voting", params=params), 0, "classification")
+
+
+@pytest.mark.parametrize("name", ["transaction-category", "churn", "transaction-amount", "wine-quality"])
+def test_builtin_candidates_build(name):
+    spec = quick(name)
+    for candidate in spec.candidate_specs:
+        make_estimator(candidate, spec.random_state, spec.task, spec.effective_metric)

@@ -13,6 +13,7 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
 from sluice.features import build_feed, onnx_input_names
+from tests.unit.training.conftest import only
 from training.export import (
     LABEL_OUTPUT,
     PROBABILITIES_OUTPUT,
@@ -23,6 +24,7 @@ from training.export import (
 )
 from training.parity import check_parity
 from training.pipeline import TOKEN_PATTERN, SignedLog1p, answers, feature_frame, to_records
+from training.train import train_model
 
 TRICKY_TEXT = [
     "",
@@ -181,3 +183,38 @@ def test_isolation_forest_converter_matches_scikit_learn(shuttle_df, params):
     labels, decision = session.run(None, {"x": x[3000:]})
     np.testing.assert_allclose(decision[:, 0], forest.decision_function(x[3000:]), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(labels[:, 0], forest.predict(x[3000:]))
+
+
+def test_an_empty_note_is_not_a_note_of_unseen_words(household_model, household_df, spec):
+    """Neither has a known term; the empty-text indicator tells them apart, in the graph as natively."""
+    [base] = to_records(household_df.head(1), spec.features)
+    records = [{**base, "description": ""}, {**base, "description": "zzqx vvkw"}]
+    session = ort.InferenceSession(household_model.onnx, providers=["CPUExecutionProvider"])
+    _, proba = session.run(None, build_feed(records, spec.features))
+    native = answers(household_model.pipeline, "classification", feature_frame(records, spec.features))
+    np.testing.assert_allclose(proba, native["probabilities"], atol=1e-4)
+    assert np.abs(proba[0] - proba[1]).max() > 0.01
+
+
+def test_a_multiclass_forest_graph_lists_only_its_nonzero_leaf_weights(household_sample, spec):
+    trained = train_model(only(spec, "extra_trees", n_estimators=20), household_sample)
+    graph = onnx.load_from_string(trained.onnx).graph
+    [node] = [n for n in graph.node if n.op_type == "TreeEnsembleClassifier"]
+    attrs = {a.name: a for a in node.attribute}
+    weights = np.asarray(attrs["class_weights"].floats)
+    assert len(weights) and (weights != 0).all()
+    assert len(attrs["class_ids"].ints) == len(attrs["class_nodeids"].ints) == len(weights)
+    leaves = sum(mode == b"LEAF" for mode in attrs["nodes_modes"].strings)
+    assert len(trained.classes) > 2 and len(weights) < leaves * len(trained.classes) / 3
+    assert trained.parity.passed
+
+
+def test_date_parts_left_out_are_inputs_the_model_ignores(household_model, household_df, spec):
+    """The category spec uses only the day of the month: serving still sends every part."""
+    assert spec.features[-1].date_parts == ["day"]
+    session = ort.InferenceSession(household_model.onnx, providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == onnx_input_names(spec.features)
+    [base] = to_records(household_df.head(1), spec.features)
+    moved = {**base, "date": base["date"].replace(month=base["date"].month % 12 + 1, hour=3)}
+    outputs = [session.run(None, build_feed([r], spec.features))[1] for r in (base, moved)]
+    np.testing.assert_array_equal(*outputs)

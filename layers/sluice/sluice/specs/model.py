@@ -19,9 +19,9 @@ Metrics use scikit-learn's names (``accuracy``, ``f1_macro``, ``roc_auc``, ``r2`
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from sluice.specs.base import FeatureKind, Spec
 
@@ -65,9 +65,44 @@ def greater_is_better(metric: str) -> bool:
     return METRICS[metric][0]
 
 
+DatePart = Literal["month", "day", "dayofweek", "hour"]  # sluice.features.DATE_PARTS
+DATE_PART_NAMES: tuple[str, ...] = get_args(DatePart)
+
+
 class FeatureSpec(Spec):
+    """One input field. A date reaches the model as calendar parts (``sluice.features``); ``parts``
+    picks the ones the model uses (default: all). Serving still sends every part (the graph's inputs
+    do not change), so a spec can drop one without changing what callers send. Where labels follow
+    a regime that changes over the years, month-of-year only names the regime and misleads a model
+    validated on later rows."""
+
     name: str
     kind: FeatureKind
+    parts: list[DatePart] | None = Field(None, description="date features: the calendar parts used")
+
+    @model_validator(mode="after")
+    def _parts(self) -> FeatureSpec:
+        if self.parts is not None:
+            if self.kind != "date":
+                raise ValueError(f"features.parts: only for a date feature, not {self.kind} ({self.name!r})")
+            if not self.parts or len(set(self.parts)) != len(self.parts):
+                raise ValueError(f"features.parts: list distinct calendar parts for {self.name!r}")
+        return self
+
+    @property
+    def date_parts(self) -> list[str]:
+        """The calendar parts the model uses, in ``DATE_PARTS`` order."""
+        chosen = self.parts or list(DATE_PART_NAMES)
+        return [p for p in DATE_PART_NAMES if p in chosen]
+
+    @model_serializer(mode="wrap")
+    def _without_default_parts(self, handler: Any) -> dict[str, Any]:
+        """``parts`` unset is not dumped: specs that do not use it keep their canonical JSON (and
+        sha256) from before the field existed."""
+        data = handler(self)
+        if data.get("parts") is None:
+            data.pop("parts", None)
+        return data
 
 
 class EstimatorSpec(Spec):
