@@ -49,6 +49,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="training: only these built-in model specs (default: all of them)",
     )
     p.add_argument(
+        "--training-factors",
+        nargs="+",
+        type=int,
+        metavar="N",
+        help="training: household resampling factors (default: 10 100; 10 with --quick)",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help=(
@@ -109,7 +116,7 @@ def run_training(args: argparse.Namespace) -> None:
     from bench.training import run_training as run
 
     options = TrainingOptions(
-        factors=(10,) if args.quick else (10, 100),
+        factors=tuple(args.training_factors) if args.training_factors else (10,) if args.quick else (10, 100),
         models=tuple(args.training_models) if args.training_models else None,
     )
     training = run(options)

@@ -31,7 +31,7 @@ from sluice.features import build_feed, onnx_input_names
 from sluice.registry import Registry
 from sluice.serving.capture import CapturePolicy
 from sluice.serving.errors import IncompatibleModelError, ModelUnavailableError
-from sluice.serving.observability import logger, record_model_load_error, tracer
+from sluice.serving.observability import logger, record_model_load_error, traced
 from sluice.serving.schemas import RecordValidator
 from sluice.settings import get_settings
 
@@ -223,7 +223,7 @@ class ServedModel:
         }
 
 
-@tracer.capture_method(capture_response=False)
+@traced
 def load_model(registry: Registry, name: str, version: int, capture_rate: float | None = None) -> ServedModel:
     """Download, verify and open one registered version; raises if any step fails.
 

@@ -31,7 +31,9 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from functools import lru_cache
+from typing import ParamSpec, TypeVar
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -39,9 +41,20 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 SERVICE = os.getenv("POWERTOOLS_SERVICE_NAME") or "api"
 DEFAULT_NAMESPACE = "Sluice-local"
 _NAMESPACE = os.getenv("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE  # read once, at init
+P = ParamSpec("P")
+R = TypeVar("R")
 
 logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
+# The X-Ray tracer where tracing is on (on AWS, Tracing: Active in template.yaml), else None. The
+# rule is the Tracer's own (POWERTOOLS_TRACE_DISABLED, outside Lambda, SAM local). A disabled Tracer
+# would still import and configure the X-Ray SDK (about 0.1 s of every cold start) and wrap each
+# call in dummy segments (about 18 us per request).
+tracer: Tracer | None = None if Tracer._is_tracer_disabled() else Tracer(service=SERVICE)
+
+
+def traced(fn: Callable[P, R]) -> Callable[P, R]:
+    """``fn`` in an X-Ray subsegment of its own name where tracing is on; ``fn`` itself elsewhere."""
+    return fn if tracer is None else tracer.capture_method(capture_response=False)(fn)
 
 
 def _publish(model: str, version: int, values: dict[str, tuple[MetricUnit, float]]) -> None:
