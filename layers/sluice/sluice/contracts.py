@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from sluice.errors import SourceObjectError
 from sluice.specs import FeatureKind, Task
@@ -168,12 +169,16 @@ class ChampionComparison(Payload):
     note: str = ""
 
 
-class GateOutcome(Payload):
+@pydantic_dataclass(frozen=True)
+class GateCheck:
     """One gate of the spec on a candidate: passed or not, and why, in words."""
 
     gate: str
     passed: bool
     detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gate": self.gate, "passed": self.passed, "detail": self.detail}
 
 
 class Evaluation(Payload):
@@ -182,7 +187,7 @@ class Evaluation(Payload):
     it and moves the aliases; it decides again only if the champion moved in between."""
 
     accepted: bool
-    gates: list[GateOutcome]
+    gates: list[GateCheck]
     champion_version: int | None = None
 
     @property

@@ -22,26 +22,15 @@ An unlabelled anomaly model has no metric: only parity applies.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import sluice
-from sluice.contracts import Evaluation, GateOutcome, RegisterResult, TrainResult
+from sluice.contracts import Evaluation, GateCheck, RegisterResult, TrainResult
 from sluice.errors import ArtifactIntegrityError
 from sluice.parity import describe
 from sluice.registry import Registry
 from sluice.specs import ModelSpec, greater_is_better, load_model_spec, parse_model_spec
 from sluice.storage import get_object, sha256_hex
-
-
-@dataclass(frozen=True)
-class GateCheck:
-    gate: str
-    passed: bool
-    detail: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"gate": self.gate, "passed": self.passed, "detail": self.detail}
 
 
 def spec_of(result: TrainResult) -> ModelSpec:
@@ -128,7 +117,7 @@ def evaluate(result: TrainResult, current_champion: int | None) -> Evaluation:
     checks = evaluate_gates(result, spec_of(result), current_champion)
     return Evaluation(
         accepted=all(c.passed for c in checks),
-        gates=[GateOutcome(**c.to_dict()) for c in checks],
+        gates=checks,
         champion_version=current_champion,
     )
 
@@ -226,7 +215,7 @@ def register_candidate(result: TrainResult, registry: Registry) -> RegisterResul
     previous = registry.get_alias(result.model, "champion")
     decided = result.evaluation
     if decided is not None and decided.champion_version == previous:
-        checks = [GateCheck(g.gate, g.passed, g.detail) for g in decided.gates]
+        checks = decided.gates
     else:  # never evaluated (a direct call), or the champion moved since: decide now (the champion
         # gate then fails with "the champion moved" unless the spec skips it)
         checks = evaluate_gates(result, spec, previous)
