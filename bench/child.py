@@ -1,10 +1,11 @@
-"""What the benchmark's fresh interpreters run: three cold starts and the uvicorn server.
+"""What the benchmark's fresh interpreters run: the cold starts, the uvicorn server and its registry.
 
     python -c "import bench.child as c; c.main()" KIND SNAPSHOT_DIR RESULT_FILE
 
 KIND is one of ``handler``, ``onnxruntime``, ``sklearn``, ``python`` (cold starts: one prediction, then the
-timings go to RESULT_FILE as JSON) or ``serve`` (uvicorn on 127.0.0.1, an ephemeral port written
-to RESULT_FILE; it stops on SIGTERM or by itself after ``SERVE_LIMIT_S``).
+timings go to RESULT_FILE as JSON), ``serve`` (uvicorn on 127.0.0.1) or ``registry`` (the moto
+server the cold handlers read the registry from); these two write their ephemeral port to
+RESULT_FILE and stop on SIGTERM or by themselves after ``SERVE_LIMIT_S``.
 
 This module imports only the standard library at import time, so that a cold start measures the
 imports of the path under test and nothing else. SNAPSHOT_DIR is written by ``bench.fixture``:
@@ -43,6 +44,7 @@ def base_env() -> dict[str, str]:
         "SLUICE_ROOT_PATH": "/dev",  # as template.yaml gives the api function (the stage)
         # One alias read per hour: no registry read inside the timed loops.
         "SLUICE_ALIAS_REFRESH_SECONDS": "3600",
+        "AWS_LAMBDA_FUNCTION_NAME": "sluice-dev-ApiFunction",  # as Lambda sets it (functions/api/app.py)
         "POWERTOOLS_SERVICE_NAME": "api",
         "POWERTOOLS_METRICS_NAMESPACE": "Sluice-bench",
         "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
@@ -108,7 +110,13 @@ def seed_registry(snapshot: Path) -> None:
 
 
 def cold_handler(snapshot: Path) -> dict[str, Any]:
-    """functions/api/app.py imported, then one API Gateway event answered (model loaded from moto)."""
+    """functions/api/app.py imported, then one API Gateway event answered.
+
+    The registry is the moto server of ``registry`` (another process, reached over HTTP through
+    ``AWS_ENDPOINT_URL`` as the function reaches S3 and DynamoDB), so that nothing but the
+    function's own code runs here. ``SLUICE_PRELOAD_MODELS`` names the model, as the template's
+    PreloadModels does the built-in ones: init loads it, while importing.
+    """
     import importlib.util
 
     t0 = time.perf_counter()
@@ -118,24 +126,16 @@ def cold_handler(snapshot: Path) -> dict[str, Any]:
     spec.loader.exec_module(module)
     t1 = time.perf_counter()
 
-    from moto import mock_aws  # setup, excluded from the figure
-
-    mock = mock_aws()
-    mock.start()
-    seed_registry(snapshot)
     event = json.loads((snapshot / "event.json").read_text())
-    t2 = time.perf_counter()
-
     response = module.handler(event, LambdaContext())
-    t3 = time.perf_counter()
+    t2 = time.perf_counter()
     done = time.time()
     body = json.loads(response["body"])
-    mock.stop()
     return {
         "done_wall": done,
-        "excluded_s": t2 - t1,
+        "excluded_s": 0.0,
         "import_s": t1 - t0,
-        "first_call_s": t3 - t2,
+        "first_call_s": t2 - t1,
         "status": response["statusCode"],
         "label": body["predictions"][0]["label"] if response["statusCode"] == 200 else None,
     }
@@ -219,6 +219,13 @@ COLD = {
 # -- the HTTP server --------------------------------------------------------------------------------
 
 
+def announce(port_file: Path, port: int) -> None:
+    """Write the port the server listens on, whole (the parent waits for the file)."""
+    tmp = port_file.with_suffix(".tmp")
+    tmp.write_text(str(port))
+    tmp.replace(port_file)
+
+
 def serve(snapshot: Path, port_file: Path) -> None:
     """The API app (sluice.serving.app.create_app) under uvicorn on 127.0.0.1, registry in moto."""
     import socket
@@ -244,16 +251,44 @@ def serve(snapshot: Path, port_file: Path) -> None:
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(create_app(), log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
-    tmp = port_file.with_suffix(".tmp")
-    tmp.write_text(str(sock.getsockname()[1]))
-    tmp.replace(port_file)
+    announce(port_file, sock.getsockname()[1])
     server.run(sockets=[sock])
+
+
+def registry(snapshot: Path, port_file: Path) -> None:
+    """A moto server on 127.0.0.1 holding the snapshot's registry (the cold handlers' AWS); the
+    ephemeral port goes to ``port_file``; stops on SIGTERM or by itself after ``SERVE_LIMIT_S``."""
+    import logging
+    import signal
+    import threading
+
+    from moto.server import ThreadedMotoServer
+
+    from sluice_cli.sandbox import free_port
+
+    watchdog = threading.Timer(SERVE_LIMIT_S, lambda: os._exit(3))
+    watchdog.daemon = True
+    watchdog.start()
+    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
+    seed_registry(snapshot)
+    announce(port_file, port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait(SERVE_LIMIT_S)
+    server.stop()
 
 
 def main() -> None:
     kind, snapshot, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     if kind == "serve":
         serve(snapshot, out)
+        return
+    if kind == "registry":
+        registry(snapshot, out)
         return
     result = COLD[kind](snapshot)
     out.write_text(json.dumps(result))

@@ -155,21 +155,19 @@ def in_process(fx: Any, options: Options) -> dict[str, Any]:
 # -- 2. cold init -----------------------------------------------------------------------------------
 
 
-def cold_once(kind: str, snapshot: Path) -> dict[str, Any]:
+def child(kind: str, snapshot: Path, out: Path, env: dict[str, str]) -> dict[str, Any]:
+    """subprocess arguments of a bench.child run (its output is in ``out`` and on stderr)."""
+    command = [sys.executable, "-c", CHILD, kind, str(snapshot), str(out)]
+    return {"args": command, "cwd": ROOT, "env": env, "stdout": subprocess.DEVNULL}
+
+
+def cold_once(kind: str, snapshot: Path, env: dict[str, str]) -> dict[str, Any]:
     out = snapshot / f"cold-{kind}.json"
     out.unlink(missing_ok=True)
     stderr = snapshot / f"cold-{kind}.stderr"
     with stderr.open("wb") as err:
         launched = time.time()
-        proc = subprocess.run(
-            [sys.executable, "-c", CHILD, kind, str(snapshot), str(out)],
-            cwd=ROOT,
-            env=dict(os.environ),
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            timeout=120,
-            check=False,
-        )
+        proc = subprocess.run(**child(kind, snapshot, out, env), stderr=err, timeout=120, check=False)
     if proc.returncode != 0 or not out.exists():
         tail = stderr.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"cold start {kind!r} failed (exit {proc.returncode}):\n{tail}")
@@ -178,12 +176,33 @@ def cold_once(kind: str, snapshot: Path) -> dict[str, Any]:
     return result
 
 
+@contextmanager
+def server_child(
+    kind: str, snapshot: Path, env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A bench.child server (``serve`` or ``registry``) started with ``env``: yields the process and
+    the port it listens on once it wrote it; stopped on the way out."""
+    port_file = snapshot / f"{kind}-port"
+    port_file.unlink(missing_ok=True)
+    with (snapshot / f"{kind}.stderr").open("wb") as err:
+        proc = subprocess.Popen(**child(kind, snapshot, port_file, env), stderr=err)
+    try:
+        _wait_for(port_file.exists, 60, proc, f"the {kind} server")
+        yield proc, int(port_file.read_text())
+    finally:
+        _stop(proc)
+
+
 def cold_starts(snapshot: Path, repeats: int) -> dict[str, Any]:
     kinds = ["handler", "sklearn", "onnxruntime", "python"]
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
-    for r in range(repeats):
-        for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
-            runs[kind].append(cold_once(kind, snapshot))
+    # The cold handlers' registry: a moto server process (bench.child ``registry``).
+    with server_child("registry", snapshot, dict(os.environ)) as (_, port):
+        # The function's environment: its AWS at the endpoint, the model loaded during init.
+        env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "SLUICE_PRELOAD_MODELS": MODEL}
+        for r in range(repeats):
+            for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
+                runs[kind].append(cold_once(kind, snapshot, env))
     labels = {k: {run.get("label") for run in v} for k, v in runs.items() if k != "python"}
     if any(run.get("status", 200) != 200 for run in runs["handler"]):
         raise RuntimeError("a cold handler did not answer 200")
@@ -236,15 +255,26 @@ def bundle_size(build_dir: Path = BUILD_DIR) -> dict[str, Any]:
 # -- 4. HTTP ----------------------------------------------------------------------------------------
 
 
-def _wait_for(predicate: Callable[[], bool], timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
+def _wait_for(
+    predicate: Callable[[], bool], timeout_s: float, proc: subprocess.Popen[bytes], what: str
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the uvicorn server exited early (status {proc.returncode})")
+            raise RuntimeError(f"{what} exited early (status {proc.returncode})")
         if predicate():
             return
         time.sleep(0.05)
-    raise TimeoutError(f"the uvicorn server was not ready within {timeout_s} s")
+    raise TimeoutError(f"{what} was not ready within {timeout_s} s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def http(snapshot: Path, body: bytes, options: Options) -> dict[str, Any]:
@@ -253,19 +283,9 @@ def http(snapshot: Path, body: bytes, options: Options) -> dict[str, Any]:
     from bench.httpload import load
 
     key = secrets.token_urlsafe(24)
-    port_file = snapshot / "port"
-    stderr = snapshot / "serve.stderr"
-    with stderr.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, "serve", str(snapshot), str(port_file)],
-            cwd=ROOT,
-            env={**os.environ, "SLUICE_LOCAL_API_KEYS": key, "SLUICE_ROOT_PATH": ""},
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    try:
-        _wait_for(port_file.exists, 60, proc)
-        base = f"http://127.0.0.1:{int(port_file.read_text())}"
+    env = {**os.environ, "SLUICE_LOCAL_API_KEYS": key, "SLUICE_ROOT_PATH": ""}
+    with server_child("serve", snapshot, env) as (proc, port):
+        base = f"http://127.0.0.1:{port}"
 
         def healthy() -> bool:
             try:
@@ -273,7 +293,7 @@ def http(snapshot: Path, body: bytes, options: Options) -> dict[str, Any]:
             except httpx.HTTPError:
                 return False
 
-        _wait_for(healthy, 30, proc)
+        _wait_for(healthy, 30, proc, "the uvicorn server")
         url = f"{base}/v1/models/{MODEL}/predict"
         headers = {"x-api-key": key, "content-type": "application/json"}
         first = load(url, body, headers, requests=1, concurrency=1, time_cap_s=30)  # loads the model
@@ -288,13 +308,6 @@ def http(snapshot: Path, body: bytes, options: Options) -> dict[str, Any]:
             concurrency=options.concurrency,
             time_cap_s=options.http_cap_s,
         )
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
     ok = run["statuses"].get(200, 0)
     if not run["latencies_ms"] or ok != len(run["latencies_ms"]):
         raise RuntimeError(f"HTTP run: statuses {run['statuses']}, errors {run['errors']}")

@@ -273,6 +273,26 @@ def test_prediction(
     assert {"model", "version"} <= set(directive["Dimensions"][0])
 
 
+def test_init_loads_the_champions_of_preload_models(
+    aws: None, monkeypatch: pytest.MonkeyPatch, candidates: list[Candidate], caplog: pytest.LogCaptureFixture
+) -> None:
+    version = register(candidates[0])
+    monkeypatch.setenv("SLUICE_PRELOAD_MODELS", f"{MODEL},transaction-amount")  # the second has none
+    get_settings.cache_clear()
+    s3 = boto3.client("s3", region_name="us-east-1")
+    onnx_key = Registry(TABLE, BUCKET).get_version(MODEL, version).onnx_key
+
+    module = load_app(FUNCTION)  # a new execution environment's init
+
+    store = module.app.state.store
+    assert store.loaded() == {MODEL: version}
+    [skipped] = [r for r in caplog.records if r.getMessage() == "model not loaded at init"]
+    assert skipped.model == "transaction-amount"  # no champion: logged, init goes on
+    s3.delete_object(Bucket=BUCKET, Key=onnx_key)  # the first request needs no download
+    status, body, _ = invoke(module, "predict_batch")
+    assert (status, body["version"]) == (200, version)
+
+
 def test_list_models(aws: None, api: ModuleType, candidates: list[Candidate]) -> None:
     register(candidates[0])
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from sluice.errors import SourceObjectError
-from sluice.specs import FeatureKind, Task
+from sluice.kinds import FeatureKind, Task
 
 
 class Payload(BaseModel):

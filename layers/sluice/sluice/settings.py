@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     search_budget_seconds: float = 0.0
     # Share of callers a challenger version serves when its spec sets none (monitoring.challenger_share).
     challenger_share: float = 0.1
+    # Comma-separated models whose champions the api function loads during init (template parameter
+    # PreloadModels; empty: each loads on the first request that needs it), and how long a request
+    # waits for that load before loading the model itself.
+    preload_models: str = ""
+    preload_timeout_seconds: float = 10.0
+
+    @property
+    def preload_model_names(self) -> list[str]:
+        return [name.strip() for name in self.preload_models.split(",") if name.strip()]
 
     def require(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]

@@ -9,8 +9,9 @@ import pytest
 
 from sluice.errors import ArtifactIntegrityError, ModelNotFoundError
 from sluice.serving.errors import IncompatibleModelError, ModelUnavailableError
-from sluice.serving.models import ModelStore, session_options
+from sluice.serving.models import ModelStore
 from sluice.serving.observability import record_model_load_error
+from sluice.serving.prefetch import session_options
 from tests.unit.serving.conftest import CLASSES, FakeClock, FakeRegistry, contract_onnx
 
 NAME = "transaction-type"

@@ -1,13 +1,15 @@
 """Champion models held in memory by the API, loaded from the registry and run by onnxruntime.
 
 ``ModelStore`` resolves a model name to its ``champion`` version, lazily: nothing is read from
-AWS until the first request that needs a model (``/health`` never does). A loaded version is
-kept per (model, version) and the alias is re-read at most every ``alias_refresh_seconds``; a
-new champion is loaded beside the old one and swapped in with one assignment, so requests never
-see a half-loaded model. When a new version cannot be downloaded, verified (sha256) or loaded,
-the store keeps serving the version it has, logs the error and counts ``ModelLoadErrors``; it
-tries again after the next refresh interval. Unknown names are remembered for the same interval
-so that they do not cost a registry read per request.
+AWS until the first request that needs a model (``/health`` never does), except for the models
+``warm`` loads during the api function's init (``SLUICE_PRELOAD_MODELS``, opened meanwhile by a
+``sluice.serving.prefetch.Prefetch``). A loaded version is kept per (model, version) and the
+alias is re-read at most every ``alias_refresh_seconds``; a new champion is loaded beside the old
+one and swapped in with one assignment, so requests never see a half-loaded model. When a new
+version cannot be downloaded, verified (sha256) or loaded, the store keeps serving the version it
+has, logs the error and counts ``ModelLoadErrors``; it tries again after the next refresh
+interval. Unknown names are remembered for the same interval so that they do not cost a registry
+read per request.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ import onnxruntime as ort
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.contracts import FeatureSchema
-from sluice.errors import ArtifactIntegrityError, ModelNotFoundError
+from sluice.errors import ModelNotFoundError
 from sluice.features import build_feed, onnx_input_names
 from sluice.registry import Registry
 from sluice.serving.capture import CapturePolicy
 from sluice.serving.errors import IncompatibleModelError, ModelUnavailableError
 from sluice.serving.observability import logger, record_model_load_error, traced
+from sluice.serving.prefetch import OpenedVersion, Prefetch, open_version
 from sluice.serving.schemas import RecordValidator
 from sluice.settings import get_settings
 
@@ -46,26 +49,6 @@ _WARM_UP_VALUES: dict[str, Any] = {
     "numeric": 0.0,
     "date": datetime(2000, 1, 1),
 }
-
-
-def session_options() -> ort.SessionOptions:
-    """onnxruntime tuned for Lambda: one (fractional) vCPU, one request at a time, small models.
-
-    One thread and sequential execution (more threads only contend for the same vCPU), no
-    spinning (a spinning worker burns billed CPU while idle), and no CPU memory arena: batch sizes
-    vary from 1 to 1000 rows and an arena keeps its high-water mark for the life of the
-    environment, while these graphs allocate little and gain nothing measurable from it.
-    """
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.enable_cpu_mem_arena = False
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    opts.log_severity_level = 3  # errors only
-    return opts
 
 
 @dataclass(frozen=True)
@@ -224,20 +207,22 @@ class ServedModel:
 
 
 @traced
-def load_model(registry: Registry, name: str, version: int, capture_rate: float | None = None) -> ServedModel:
-    """Download, verify and open one registered version; raises if any step fails.
+def load_model(
+    registry: Registry,
+    name: str,
+    version: int,
+    capture_rate: float | None = None,
+    opened: OpenedVersion | None = None,
+) -> ServedModel:
+    """Download, verify and open one registered version (or take ``opened``, the same version
+    already opened by a ``Prefetch``), then check it against its schema; raises if any step fails.
 
     ``capture_rate``: the share of requests captured when the model's spec sets none (default: the
     settings' ``SLUICE_CAPTURE_RATE``)."""
-    mv = registry.get_version(name, version)
-    meta = registry.metadata(mv)
-    if meta.get("onnx_sha256") != mv.onnx_sha256 or meta.get("version") != version:
-        raise ArtifactIntegrityError(
-            f"{name} v{version}: metadata.json does not describe the registered version"
-        )
+    if opened is None or opened.version.version != version or opened.version.model != name:
+        opened = open_version(registry, name, version)
+    mv, meta, session = opened.version, opened.metadata, opened.session
     schema = FeatureSchema.model_validate(meta["feature_schema"])
-    onnx = registry.load_onnx(mv)  # verifies sha256
-    session = ort.InferenceSession(onnx, sess_options=session_options(), providers=["CPUExecutionProvider"])
     monitoring = (meta.get("spec") or {}).get("monitoring") or {}
     share = monitoring.get("challenger_share")
     capture = CapturePolicy.from_spec(
@@ -295,9 +280,12 @@ class ModelStore:
         self._entries: dict[str, _Entry] = {}
         self._versions: dict[tuple[str, int], ServedModel] = {}
         self._listing: tuple[float, list[dict[str, Any]]] | None = None
+        self._prefetch: Prefetch | None = None
 
     @property
     def registry(self) -> Registry:
+        if self._registry is None and self._prefetch is not None:
+            self._registry = self._prefetch.registry(get_settings().preload_timeout_seconds)
         if self._registry is None:
             settings = get_settings()
             settings.require("registry_table", "data_bucket")
@@ -317,6 +305,32 @@ class ModelStore:
             self._versions = {}
             self._listing = None
             self._registry = self._given_registry
+            self._prefetch = None
+
+    def adopt(self, prefetch: Prefetch) -> None:
+        """Use what ``prefetch`` opens (its registry, and each champion it opened if that is the
+        version this store loads) instead of opening it again; see ``sluice.serving.prefetch``."""
+        self._prefetch = prefetch
+
+    def warm(self, names: Sequence[str]) -> dict[str, int]:
+        """Load the champions of ``names`` now (the api function's init), as a first request would;
+        a model that has no champion or fails to load is logged and left for the requests to retry.
+        Returns the model name -> version served by this process."""
+        for name in names:
+            try:
+                self.get(name)
+            except ModelNotFoundError as exc:  # not trained yet, or no champion
+                logger.info("model not loaded at init", extra={"model": name, "reason": str(exc)})
+            except Exception as exc:  # never fatal here: requests load it again and report the error
+                logger.warning("model not loaded at init", extra={"model": name, "reason": str(exc)})
+        return self.loaded()
+
+    def _load(self, name: str, version: int) -> ServedModel:
+        prefetch = self._prefetch
+        opened = None
+        if prefetch is not None:
+            opened = prefetch.take(name, version, get_settings().preload_timeout_seconds)
+        return load_model(self.registry, name, version, self._capture_rate, opened)
 
     def loaded(self) -> dict[str, int]:
         """Model name -> version currently served by this process."""
@@ -420,7 +434,7 @@ class ModelStore:
         model = self._versions.get((name, version))
         if model is None:
             try:
-                model = load_model(self.registry, name, version, self._capture_rate)
+                model = self._load(name, version)
             except Exception as exc:  # any failure to download/verify/open: keep what we serve
                 logger.exception(
                     "model version failed to load",
@@ -465,7 +479,7 @@ class ModelStore:
         model = self._versions.get((name, version))
         if model is None:
             try:
-                model = load_model(self.registry, name, version, self._capture_rate)
+                model = self._load(name, version)
             except Exception as exc:
                 logger.exception("challenger failed to load", extra={"model": name, "version": version})
                 self._on_load_error(name, version, exc)

@@ -8,8 +8,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
+from sluice.kinds import FeatureKind
+
+__all__ = ["ColumnType", "FeatureKind", "Spec", "field_error"]
+
 ColumnType = Literal["string", "text", "float", "int", "datetime"]
-FeatureKind = Literal["text", "categorical", "numeric", "date"]
 
 
 def field_error(message: str) -> PydanticCustomError:

@@ -23,9 +23,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_serializer, model_validator
 
+from sluice.kinds import Task
 from sluice.specs.base import FeatureKind, Spec
-
-Task = Literal["classification", "regression", "anomaly", "forecast"]
 
 #: metric name -> (greater is better, tasks it applies to)
 METRICS: dict[str, tuple[bool, tuple[str, ...]]] = {
