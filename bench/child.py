@@ -44,7 +44,8 @@ def base_env() -> dict[str, str]:
         "SLUICE_ROOT_PATH": "/dev",  # as template.yaml gives the api function (the stage)
         # One alias read per hour: no registry read inside the timed loops.
         "SLUICE_ALIAS_REFRESH_SECONDS": "3600",
-        "AWS_LAMBDA_FUNCTION_NAME": "sluice-dev-ApiFunction",  # as Lambda sets it (functions/api/app.py)
+        # Set by Lambda's runtime: functions/api/app.py then runs its init as on Lambda (gc, see there).
+        "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
         "POWERTOOLS_SERVICE_NAME": "api",
         "POWERTOOLS_METRICS_NAMESPACE": "Sluice-bench",
         "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here

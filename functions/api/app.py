@@ -30,8 +30,8 @@ from typing import Any
 # while they are made only costs init time. The collector is off during init, and what init made
 # is frozen at its end (the permanent generation: no later collection walks it, or the first one,
 # during a request, would walk all of it). 0.05-0.07 s of the cold start, measured. Elsewhere (tests,
-# the sandbox share this process with other code) the collector is left alone.
-_LAMBDA = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+# the sandbox's in-process functions: other code shares the process) the collector is left alone.
+_LAMBDA = bool(os.environ.get("AWS_LAMBDA_RUNTIME_API"))  # set by Lambda's runtime, and only there
 if _LAMBDA:
     gc.disable()
 
