@@ -366,3 +366,60 @@ def test_model_detail_lists_aliases_and_versions(app: FastAPI, registry: FakeReg
         "amount",
         "date",
     ]
+
+
+def test_concurrent_requests_each_log_their_own_correlation_id() -> None:
+    """Under uvicorn requests interleave on one event loop: the first request's log line, written
+    after the second request came and went, still names the first request."""
+    import asyncio
+    import io
+    import logging
+
+    from sluice.serving.middleware import RequestContextMiddleware
+    from sluice.serving.observability import logger
+
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(logger.registered_formatter)  # formats at emit time, in the request's context
+
+    async def run() -> None:
+        second_done = asyncio.Event()
+
+        async def endpoint(scope: Any, receive: Any, send: Any) -> None:
+            if scope["path"] == "/first":
+                await second_done.wait()
+            logger.info("handled", extra={"path": scope["path"]})
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            if scope["path"] == "/second":
+                second_done.set()
+
+        app = RequestContextMiddleware(endpoint)
+
+        async def call(path: str) -> None:
+            scope = {
+                "type": "http",
+                "path": path,
+                "aws.event": {"requestContext": {"requestId": "id-" + path[1:]}},
+            }
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": b""}
+
+            async def send(message: Any) -> None:
+                return None
+
+            await app(scope, receive, send)
+
+        await asyncio.gather(call("/first"), call("/second"))
+
+    logger._logger.addHandler(handler)
+    try:
+        asyncio.run(run())
+    finally:
+        logger._logger.removeHandler(handler)
+    records = [json.loads(line) for line in lines.getvalue().splitlines()]
+    assert [(r["path"], r["correlation_id"]) for r in records] == [
+        ("/second", "id-second"),
+        ("/first", "id-first"),
+    ]

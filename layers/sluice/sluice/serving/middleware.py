@@ -2,7 +2,9 @@
 
 * request id: API Gateway's ``requestContext.requestId`` (Mangum puts the event in
   ``scope["aws.event"]``), else a new uuid4; kept in ``scope["state"]["request_id"]``, set as
-  the Logger correlation id and returned in the ``x-request-id`` response header;
+  the Logger correlation id and returned in the ``x-request-id`` response header. The id is a
+  context key of the Logger (a ContextVar: each request's task has its own), not one of its
+  process-wide keys, so that under uvicorn concurrent requests never log each other's id;
 * root path: the API Gateway stage (``SLUICE_ROOT_PATH``, e.g. ``/dev``) so that ``/docs``
   points at ``/dev/openapi.json`` and the OpenAPI ``servers`` entry carries the stage;
 * last line of defence: an exception nobody handled becomes a JSON 500 in the shared error
@@ -47,7 +49,7 @@ class RequestContextMiddleware:
             scope["root_path"] = self.root_path
         request_id = request_id_of(scope)
         scope.setdefault("state", {})["request_id"] = request_id
-        logger.set_correlation_id(request_id)
+        logger.thread_safe_append_keys(correlation_id=request_id)
         started = False
         header = (b"x-request-id", request_id.encode())
 
