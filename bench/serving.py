@@ -164,6 +164,8 @@ def child(kind: str, snapshot: Path, out: Path, env: dict[str, str]) -> dict[str
 def cold_once(kind: str, snapshot: Path, env: dict[str, str]) -> dict[str, Any]:
     out = snapshot / f"cold-{kind}.json"
     out.unlink(missing_ok=True)
+    # A new execution environment: nothing in its /tmp (the API's artifact cache, sluice.serving.cache).
+    env = {**env, "SLUICE_MODEL_CACHE_DIR": tempfile.mkdtemp(prefix="model-cache-", dir=snapshot)}
     stderr = snapshot / f"cold-{kind}.stderr"
     with stderr.open("wb") as err:
         launched = time.time()
@@ -341,6 +343,7 @@ def run(options: Options) -> dict[str, Any]:
     loads = {"start": load_average()}
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp, quiet_stdout(), mock_aws():
         snap = Path(tmp)
+        os.environ["SLUICE_MODEL_CACHE_DIR"] = str(snap / "model-cache")  # not the machine's /tmp
         progress("training the model on the household file: ingest -> run_training -> verify -> register")
         fx = build()
         files = snapshot(fx, snap)

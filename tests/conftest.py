@@ -23,11 +23,13 @@ os.environ.update(
 
 
 @pytest.fixture(autouse=True)
-def _fresh_runtime_caches():
-    """Settings and boto3 clients are cached per process; each test starts without them."""
+def _fresh_runtime_caches(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """Settings and boto3 clients are cached per process; each test starts without them, and with
+    an empty model cache of its own (the API's artifacts on disk, sluice.serving.cache)."""
     from sluice.aws import reset_clients
     from sluice.settings import get_settings
 
+    monkeypatch.setenv("SLUICE_MODEL_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
     reset_clients()
     get_settings.cache_clear()
     yield

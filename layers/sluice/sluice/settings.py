@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # waits for that load before loading the model itself.
     preload_models: str = ""
     preload_timeout_seconds: float = 10.0
+    # Verified ONNX files kept on local disk by the API (sluice.serving.cache): the directory (empty:
+    # sluice-models in the system's temporary directory, /tmp on Lambda) and its size bound (0: off).
+    model_cache_dir: str = ""
+    model_cache_mb: float = 256.0
 
     @property
     def preload_model_names(self) -> list[str]:

@@ -8,6 +8,7 @@ from datetime import datetime
 import pytest
 
 from sluice.errors import ArtifactIntegrityError, ModelNotFoundError
+from sluice.serving.cache import ArtifactCache
 from sluice.serving.errors import IncompatibleModelError, ModelUnavailableError
 from sluice.serving.models import ModelStore
 from sluice.serving.observability import record_model_load_error
@@ -23,9 +24,19 @@ class Errors(list):
         self.append((model, version, type(error)))
 
 
-def make_store(registry: FakeRegistry, clock: FakeClock, errors: Errors | None = None) -> ModelStore:
+def make_store(
+    registry: FakeRegistry,
+    clock: FakeClock,
+    errors: Errors | None = None,
+    cache: ArtifactCache | None = None,
+) -> ModelStore:
+    """A store on ``registry``; without ``cache``, every load downloads (no artifacts on disk)."""
     return ModelStore(
-        registry, refresh_seconds=60, clock=clock, on_load_error=errors if errors is not None else Errors()
+        registry,  # type: ignore[arg-type]
+        refresh_seconds=60,
+        clock=clock,
+        on_load_error=errors if errors is not None else Errors(),
+        cache=cache if cache is not None else ArtifactCache.disabled(),
     )
 
 

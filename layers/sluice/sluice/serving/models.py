@@ -8,8 +8,9 @@ alias is re-read at most every ``alias_refresh_seconds``; a new champion is load
 one and swapped in with one assignment, so requests never see a half-loaded model. When a new
 version cannot be downloaded, verified (sha256) or loaded, the store keeps serving the version it
 has, logs the error and counts ``ModelLoadErrors``; it tries again after the next refresh
-interval. Unknown names are remembered for the same interval so that they do not cost a registry
-read per request.
+interval. Versions dropped from memory stay on local disk (``sluice.serving.cache``), so that a
+rollback to one of them needs no download. Unknown names are remembered for the same interval so
+that they do not cost a registry read per request.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sluice.contracts import FeatureSchema
 from sluice.errors import ModelNotFoundError
 from sluice.features import build_feed, onnx_input_names
 from sluice.registry import Registry
+from sluice.serving.cache import ArtifactCache
 from sluice.serving.capture import CapturePolicy
 from sluice.serving.errors import IncompatibleModelError, ModelUnavailableError
 from sluice.serving.observability import logger, record_model_load_error, traced
@@ -213,14 +215,16 @@ def load_model(
     version: int,
     capture_rate: float | None = None,
     opened: OpenedVersion | None = None,
+    cache: ArtifactCache | None = None,
 ) -> ServedModel:
-    """Download, verify and open one registered version (or take ``opened``, the same version
-    already opened by a ``Prefetch``), then check it against its schema; raises if any step fails.
+    """Download (or read from ``cache``), verify and open one registered version (or take
+    ``opened``, the same version already opened by a ``Prefetch``), then check it against its
+    schema; raises if any step fails.
 
     ``capture_rate``: the share of requests captured when the model's spec sets none (default: the
     settings' ``SLUICE_CAPTURE_RATE``)."""
     if opened is None or opened.version.version != version or opened.version.model != name:
-        opened = open_version(registry, name, version)
+        opened = open_version(registry, name, version, cache)
     mv, meta, session = opened.version, opened.metadata, opened.session
     schema = FeatureSchema.model_validate(meta["feature_schema"])
     monitoring = (meta.get("spec") or {}).get("monitoring") or {}
@@ -256,9 +260,10 @@ class _Entry:
 class ModelStore:
     """Champion models by name, loaded lazily from the registry and refreshed on an interval.
 
-    ``registry`` and ``refresh_seconds`` default to the settings (``SLUICE_REGISTRY_TABLE``,
-    ``SLUICE_DATA_BUCKET``, ``SLUICE_ALIAS_REFRESH_SECONDS``), read on first use. ``get`` may
-    call AWS; ``get_cached`` never does. Safe to share between threads.
+    ``registry``, ``refresh_seconds`` and ``cache`` (verified artifacts on local disk,
+    ``sluice.serving.cache``) default to the settings (``SLUICE_REGISTRY_TABLE``,
+    ``SLUICE_DATA_BUCKET``, ``SLUICE_ALIAS_REFRESH_SECONDS``, ``SLUICE_MODEL_CACHE_*``), read on
+    first use. ``get`` may call AWS; ``get_cached`` never does. Safe to share between threads.
     """
 
     def __init__(
@@ -269,8 +274,11 @@ class ModelStore:
         clock: Callable[[], float] = time.monotonic,
         on_load_error: Callable[[str, int, BaseException], None] = record_model_load_error,
         capture_rate: float | None = None,
+        cache: ArtifactCache | None = None,
     ):
         self._given_registry = registry
+        self._given_cache = cache
+        self._cache = cache
         self._registry = registry
         self._refresh_seconds = refresh_seconds
         self._clock = clock
@@ -293,6 +301,13 @@ class ModelStore:
         return self._registry
 
     @property
+    def cache(self) -> ArtifactCache:
+        """The artifacts on local disk (``ArtifactCache.from_settings()`` unless one was given)."""
+        if self._cache is None:
+            self._cache = ArtifactCache.from_settings()
+        return self._cache
+
+    @property
     def refresh_seconds(self) -> float:
         if self._refresh_seconds is not None:
             return self._refresh_seconds
@@ -305,6 +320,7 @@ class ModelStore:
             self._versions = {}
             self._listing = None
             self._registry = self._given_registry
+            self._cache = self._given_cache
             self._prefetch = None
 
     def adopt(self, prefetch: Prefetch) -> None:
@@ -330,7 +346,7 @@ class ModelStore:
         opened = None
         if prefetch is not None:
             opened = prefetch.take(name, version, get_settings().preload_timeout_seconds)
-        return load_model(self.registry, name, version, self._capture_rate, opened)
+        return load_model(self.registry, name, version, self._capture_rate, opened, self.cache)
 
     def loaded(self) -> dict[str, int]:
         """Model name -> version currently served by this process."""

@@ -33,6 +33,7 @@ import onnxruntime as ort
 
 from sluice.errors import ArtifactIntegrityError
 from sluice.registry import ModelVersion, Registry
+from sluice.serving.cache import ArtifactCache
 
 CHAMPION = "champion"
 
@@ -66,17 +67,25 @@ class OpenedVersion:
     session: ort.InferenceSession
 
 
-def open_version(registry: Registry, name: str, version: int) -> OpenedVersion:
-    """Read, download, verify (metadata and sha256) and open one registered version; raises if a
-    step fails (ModelNotFoundError, ArtifactIntegrityError, botocore and onnxruntime errors)."""
+def open_version(
+    registry: Registry, name: str, version: int, cache: ArtifactCache | None = None
+) -> OpenedVersion:
+    """Read, download (or take from ``cache``), verify (metadata and sha256) and open one registered
+    version; raises if a step fails (ModelNotFoundError, ArtifactIntegrityError, botocore and
+    onnxruntime errors)."""
     mv = registry.get_version(name, version)
     meta = registry.metadata(mv)
     if meta.get("onnx_sha256") != mv.onnx_sha256 or meta.get("version") != version:
         raise ArtifactIntegrityError(
             f"{name} v{version}: metadata.json does not describe the registered version"
         )
-    onnx = registry.load_onnx(mv)  # verifies sha256
+    onnx = cache.get(mv.onnx_sha256) if cache is not None else None
+    downloaded = onnx is None
+    if onnx is None:
+        onnx = registry.load_onnx(mv)  # verifies sha256
     session = ort.InferenceSession(onnx, sess_options=session_options(), providers=["CPUExecutionProvider"])
+    if downloaded and cache is not None:  # kept once onnxruntime could open it
+        cache.put(mv.onnx_sha256, onnx)
     return OpenedVersion(version=mv, metadata=meta, session=session)
 
 
@@ -87,9 +96,15 @@ class Prefetch:
     (``registry``), so that the function creates its AWS clients once.
     """
 
-    def __init__(self, names: Sequence[str], make_registry: Callable[[], Registry]):
+    def __init__(
+        self,
+        names: Sequence[str],
+        make_registry: Callable[[], Registry],
+        cache: ArtifactCache | None = None,
+    ):
         self.names = tuple(dict.fromkeys(n for n in names if n))
         self._make_registry = make_registry
+        self._cache = cache
         self._registry: Future[Registry] = Future()
         self._opened: dict[str, Future[OpenedVersion | None]] = {n: Future() for n in self.names}
         self._thread = threading.Thread(target=self._run, name="sluice-prefetch", daemon=True)
@@ -113,7 +128,7 @@ class Prefetch:
         settings.require("registry_table", "data_bucket")
         registry = Registry(settings.registry_table, settings.data_bucket)
         client("s3")  # the artifacts' client, cached (sluice.aws)
-        return cls(names, lambda: registry).start()
+        return cls(names, lambda: registry, ArtifactCache.from_settings()).start()
 
     def start(self) -> Prefetch:
         if self.names:
@@ -132,7 +147,8 @@ class Prefetch:
         for name, future in list(self._opened.items()):
             try:
                 version = registry.get_alias(name, CHAMPION)
-                future.set_result(None if version is None else open_version(registry, name, version))
+                opened = None if version is None else open_version(registry, name, version, self._cache)
+                future.set_result(opened)
             except BaseException as exc:  # the store opens it again, and reports the error itself
                 future.set_exception(exc)
 
