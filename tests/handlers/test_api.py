@@ -28,6 +28,7 @@ from sluice.features import build_feed
 from sluice.ingest import ingest
 from sluice.registration import register_candidate
 from sluice.registry import Registry, model_prefix
+from sluice.serving.models import ServedModel
 from sluice.settings import get_settings
 from sluice.storage import get_object
 from sluice.verification import verify_candidate
@@ -291,6 +292,32 @@ def test_init_loads_the_champions_of_preload_models(
     s3.delete_object(Bucket=BUCKET, Key=onnx_key)  # the first request needs no download
     status, body, _ = invoke(module, "predict_batch")
     assert (status, body["version"]) == (200, version)
+
+
+def test_failed_requests_are_counted_by_model_and_version_once_the_version_is_known(
+    aws: None,
+    api: ModuleType,
+    candidates: list[Candidate],
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    version = register(candidates[0])
+    assert invoke(api, "predict_missing_field")[0] == 422
+    assert invoke(api, "predict_unknown_model")[0] == 404  # a made-up name is no metric dimension
+    monkeypatch.setattr(ServedModel, "predict", _raise_runtime_error)
+    assert invoke(api, "predict_category")[0] == 500
+
+    out = capsys.readouterr().out
+    [invalid] = emf(out, "InvalidRequests")
+    [failed] = emf(out, "PredictionErrors")
+    for doc in (invalid, failed):
+        assert (doc["model"], doc["version"]) == (MODEL, str(version))
+        assert {"model", "version"} <= set(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0])
+    assert emf(out, "Predictions") == []
+
+
+def _raise_runtime_error(*args: Any) -> Any:
+    raise RuntimeError("onnxruntime failed")
 
 
 def test_list_models(aws: None, api: ModuleType, candidates: list[Candidate]) -> None:

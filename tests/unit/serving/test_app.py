@@ -116,7 +116,9 @@ def test_invalid_records_are_422_naming_the_field(
     err = assert_error(resp, 422, "validation_error")["error"]
     assert {"field": field, "rule": rule} == {k: err["details"][0][k] for k in ("field", "rule")}
     assert field in err["message"]
-    assert emf_docs(capsys.readouterr().out) == []  # nothing predicted, nothing counted
+    [doc] = emf_docs(capsys.readouterr().out)  # nothing predicted; the refusal counted
+    assert (doc["model"], doc["version"], doc["InvalidRequests"]) == (NAME, "1", [1.0])
+    assert "Predictions" not in doc
 
 
 def test_nan_in_json_is_422(app: FastAPI) -> None:

@@ -8,6 +8,10 @@ Metrics (CloudWatch EMF, one JSON document per event, dimensions ``service``, ``
 * ``Predictions`` (Count): records predicted by one successful request;
 * ``Latency`` (Milliseconds): time to parse, validate and predict one request;
 * ``ModelLoadErrors`` (Count): a champion version that failed to download, verify or load;
+* ``InvalidRequests`` / ``PredictionErrors`` (Count): a request refused (4xx: the record, the task,
+  the batch size) or failed (5xx) once its model version was known. Requests refused before that
+  (bad JSON, unknown model, keys, throttling) are API Gateway's 4XXError/5XXError: a model name
+  the caller made up never becomes a metric dimension;
 * ``Feedback`` (Count), ``LiveCorrect`` (1/0: its Average is the live accuracy) and
   ``LiveAbsoluteError`` (its Average is the live MAE): ground truth received for a captured request;
 * ``CaptureErrors`` (Count, dimension ``service`` only): a capture that could not be written;
@@ -118,6 +122,12 @@ def record_capture_error(stage: str, error: BaseException) -> None:
     emf = EphemeralMetrics(namespace=_NAMESPACE, service=SERVICE)
     emf.add_metric(name="CaptureErrors", unit=MetricUnit.Count, value=1)
     emf.flush_metrics()
+
+
+def record_request_error(model: str, version: int, status: int) -> None:
+    """A request of ``model`` v``version`` answered ``status`` (4xx or 5xx)."""
+    name = "InvalidRequests" if status < 500 else "PredictionErrors"
+    _publish(model, version, {name: (MetricUnit.Count, 1)})
 
 
 def record_model_load_error(model: str, version: int, error: BaseException) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import orjson
@@ -18,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from sluice.serving.capture import capture_sink
 from sluice.serving.errors import ApiError
 from sluice.serving.models import ModelStore, ServedModel
-from sluice.serving.observability import record_prediction
+from sluice.serving.observability import record_prediction, record_request_error
 from sluice.serving.schemas import (
     MAX_BODY_BYTES,
     MAX_RECORDS,
@@ -114,6 +116,17 @@ async def served(store: ModelStore, name: str, caller: str) -> tuple[ServedModel
     return store.route(name, caller)
 
 
+@contextmanager
+def counted_errors(model: ServedModel) -> Iterator[None]:
+    """Counts a request that fails once its model version is known (InvalidRequests for a 4xx,
+    PredictionErrors for anything else), then lets the error through to its handler."""
+    try:
+        yield
+    except Exception as exc:
+        record_request_error(model.name, model.version, exc.status if isinstance(exc, ApiError) else 500)
+        raise
+
+
 async def run_predict(
     app: Any, name: str, body: bytes, headers: Any, request_id: str, started: float
 ) -> dict[str, Any]:
@@ -123,10 +136,11 @@ async def run_predict(
     without FastAPI's routing and dependency machinery (a third of a prediction's latency)."""
     payload = parse_json(body)
     model, alias = await served(app.state.store, name, caller_key(headers, request_id))
-    if model.task == "forecast":
-        raise wrong_route(f"{name} is a forecast model: POST /v1/models/{name}/forecast?days=N")
-    records = model.validator.validate(payload)
-    predictions = model.predict(records)
+    with counted_errors(model):
+        if model.task == "forecast":
+            raise wrong_route(f"{name} is a forecast model: POST /v1/models/{name}/forecast?days=N")
+        records = model.validator.validate(payload)
+        predictions = model.predict(records)
     latency_ms = (time.perf_counter() - started) * 1000.0
     record_prediction(model.name, model.version, len(records), latency_ms)
     sink = capture_sink(app)
@@ -173,18 +187,19 @@ async def run_forecast(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     model, alias = await served(app.state.store, name, caller_key(headers, request_id))
-    info = model.schema.forecast
-    if model.task != "forecast" or info is None:
-        raise wrong_route(f"{name} is a {model.task} model: POST /v1/models/{name}/predict")
-    days = days or info.horizon
-    if days > info.max_horizon:
-        raise ApiError(
-            422,
-            "validation_error",
-            f"invalid request: days (at most {info.max_horizon})",
-            [{"field": "days", "rule": "less_than_equal", "message": f"at most {info.max_horizon} days"}],
-        )
-    series = model.forecast(days)
+    with counted_errors(model):
+        info = model.schema.forecast
+        if model.task != "forecast" or info is None:
+            raise wrong_route(f"{name} is a {model.task} model: POST /v1/models/{name}/predict")
+        days = days or info.horizon
+        if days > info.max_horizon:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"invalid request: days (at most {info.max_horizon})",
+                [{"field": "days", "rule": "less_than_equal", "message": f"at most {info.max_horizon} days"}],
+            )
+        series = model.forecast(days)
     record_prediction(model.name, model.version, days, (time.perf_counter() - started) * 1000.0)
     return {
         "model": model.name,
@@ -231,16 +246,17 @@ async def explain(
     request_id = request.scope["state"]["request_id"]
     payload = parse_json(await read_body(request))
     model, alias = await served(request.app.state.store, name, caller_key(request.headers, request_id))
-    if model.task == "forecast":
-        raise wrong_route(f"{name} is a forecast model: nothing to explain per record")
-    records = model.validator.validate(payload)
-    if len(records) != 1:
-        message = "explain takes one record"
-        detail = {"field": "records", "rule": "one", "message": message}
-        raise ApiError(422, "validation_error", message, [detail])
-    (record,) = records
-    baseline = model.validator.validate(baseline_record(model))[0]
-    result = model.explain(record, baseline)
+    with counted_errors(model):
+        if model.task == "forecast":
+            raise wrong_route(f"{name} is a forecast model: nothing to explain per record")
+        records = model.validator.validate(payload)
+        if len(records) != 1:
+            message = "explain takes one record"
+            detail = {"field": "records", "rule": "one", "message": message}
+            raise ApiError(422, "validation_error", message, [detail])
+        (record,) = records
+        baseline = model.validator.validate(baseline_record(model))[0]
+        result = model.explain(record, baseline)
     return JSONResponse(
         {"model": model.name, "version": model.version, "alias": alias, "request_id": request_id, **result}
     )
