@@ -37,9 +37,11 @@ if _LAMBDA:
 
 from sluice.serving.prefetch import Prefetch  # noqa: E402
 
-# Started here, before the imports below: see the module docstring.
+# Started here, before the imports below: see the module docstring. onnxruntime first, while the
+# thread reads the registry and downloads (sluice.serving.prefetch says why).
 prefetch = Prefetch.from_settings()
 
+import onnxruntime  # noqa: E402, F401
 from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 from mangum import Mangum  # noqa: E402
 

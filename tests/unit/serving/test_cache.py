@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sluice.serving.cache import ArtifactCache
+from sluice.serving.errors import ModelUnavailableError
 from sluice.settings import get_settings
 from tests.unit.serving.conftest import FakeClock, FakeRegistry, contract_onnx
 from tests.unit.serving.test_models import NAME, RECORD, make_store
@@ -123,3 +124,14 @@ def test_a_rollback_to_a_version_dropped_from_memory_needs_no_download(
     assert model.predict([RECORD])[0]["label"] == "income"
     assert registry.calls.count(f"load_onnx:{NAME}:1") == 1  # the first load's; then from disk
     assert len(store.cache.files()) == 3
+
+
+def test_a_version_that_fails_its_checks_is_not_kept(tmp_path: Path, clock: FakeClock) -> None:
+    registry = FakeRegistry()
+    registry.add(NAME, contract_onnx(), classes=["a", "b", "c"])  # the graph gives 2 classes, not 3
+    cache = ArtifactCache(tmp_path, 10 * MB)
+    store = make_store(registry, clock, cache=cache)
+
+    with pytest.raises(ModelUnavailableError):
+        store.get(NAME)
+    assert cache.files() == []

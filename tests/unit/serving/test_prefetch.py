@@ -4,12 +4,14 @@ trusted beyond what the store itself checks (alias, schema, integrity errors and
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sluice.errors import ArtifactIntegrityError
 from sluice.registry import Registry
+from sluice.serving.cache import ArtifactCache
 from sluice.serving.errors import ModelUnavailableError
 from sluice.serving.models import ModelStore
 from sluice.serving.prefetch import Prefetch
@@ -147,3 +149,18 @@ def test_preload_models_setting_is_a_comma_separated_list(
         assert get_settings().preload_model_names == names
     finally:
         get_settings.cache_clear()
+
+
+def test_what_the_prefetch_downloaded_is_kept_on_disk_after_it_is_handed_over(
+    registry: FakeRegistry, tmp_path: Path
+) -> None:
+    cache = ArtifactCache(tmp_path, 64 * 1024 * 1024)
+    prefetch = Prefetch([NAME], lambda: registry, cache).start()  # type: ignore[arg-type, return-value]
+    prefetch.join(timeout=30)
+
+    sha = registry.versions_[(NAME, 1)].onnx_sha256
+    assert cache.get(sha) == registry.artifacts[(NAME, 1)]
+    again = Prefetch([NAME], lambda: registry, cache).start()  # type: ignore[arg-type, return-value]
+    again.join(timeout=30)
+    assert again.take(NAME, 1, timeout=0) is not None
+    assert registry.calls.count(f"load_onnx:{NAME}:1") == 1  # the second one read the disk

@@ -223,7 +223,8 @@ def load_model(
 
     ``capture_rate``: the share of requests captured when the model's spec sets none (default: the
     settings' ``SLUICE_CAPTURE_RATE``)."""
-    if opened is None or opened.version.version != version or opened.version.model != name:
+    own = opened is None or opened.version.version != version or opened.version.model != name
+    if own or opened is None:
         opened = open_version(registry, name, version, cache)
     mv, meta, session = opened.version, opened.metadata, opened.session
     schema = FeatureSchema.model_validate(meta["feature_schema"])
@@ -243,6 +244,8 @@ def load_model(
         challenger_share=float(get_settings().challenger_share if share is None else share),
     )
     model.check()
+    if own:  # a prefetched version is kept by its prefetch
+        opened.keep(cache)
     return model
 
 

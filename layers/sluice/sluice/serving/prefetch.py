@@ -4,20 +4,23 @@ Opening a champion means two registry reads, downloading ``metadata.json`` and t
 hashing it (sha256) and creating its onnxruntime session: 0.2 s of session alone for the household
 category blend (347,000 tree nodes). The download, the hash and the session creation release the
 GIL, and the rest of init is Python importing FastAPI, pydantic and Powertools, so both can run at
-once: ``functions/api/app.py`` imports this module (onnxruntime, boto3, the registry), starts a
-``Prefetch`` of the models named by ``SLUICE_PRELOAD_MODELS``, and only then imports the web
-framework. ``ModelStore.adopt`` hands the prefetch to the store, whose ``warm`` loads the champions
-before init ends; a version the store loads is taken from the prefetch when it opened that very
-version, and opened by the store otherwise.
+once: ``functions/api/app.py`` imports this module (boto3, the registry), starts a ``Prefetch`` of
+the models named by ``SLUICE_PRELOAD_MODELS``, and only then imports the web framework.
+``ModelStore.adopt`` hands the prefetch to the store, whose ``warm`` loads the champions before
+init ends; a version the store loads is taken from the prefetch when it opened that very version,
+and opened by the store otherwise.
 
 The prefetch decides nothing: the store still reads the alias, validates the schema, runs its
 checks and reports failures. A prefetch that failed, or opened a version that is no longer the
 champion, is simply not used (the store opens the right version itself, and logs and counts its
 errors as for any load).
 
-This module imports only what opening a version needs (the registry, onnxruntime), so that the
-thread starts early. It imports onnxruntime itself rather than leaving it to the thread: two
-threads importing at once wait for each other's module locks, and measured slower.
+This module imports the registry (boto3) and nothing heavier, so that the thread starts early.
+onnxruntime is imported by ``functions/api/app.py`` right after the thread starts, while the thread
+reads the registry and downloads; by the time the thread needs it, it is there (importing it
+before starting the thread measured 0.05 s slower; importing it from the thread while the main
+thread imports everything else, slower still: two threads importing at once wait on each other's
+module locks and on the GIL).
 """
 
 from __future__ import annotations
@@ -26,14 +29,15 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from typing import Any
-
-import onnxruntime as ort
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from sluice.errors import ArtifactIntegrityError
 from sluice.registry import ModelVersion, Registry
 from sluice.serving.cache import ArtifactCache
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 CHAMPION = "champion"
 
@@ -46,6 +50,8 @@ def session_options() -> ort.SessionOptions:
     vary from 1 to 1000 rows and an arena keeps its high-water mark for the life of the
     environment, while these graphs allocate little and gain nothing measurable from it.
     """
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
@@ -60,19 +66,27 @@ def session_options() -> ort.SessionOptions:
 
 @dataclass(frozen=True)
 class OpenedVersion:
-    """One registered version, downloaded, verified and opened; not yet checked against its schema."""
+    """One registered version, downloaded, verified and opened; not yet checked against its schema.
+
+    ``downloaded``: the verified bytes if they came from S3 rather than the local cache; ``keep``
+    puts them in the cache, which the caller does once the version is ready to serve."""
 
     version: ModelVersion
     metadata: dict[str, Any]
     session: ort.InferenceSession
+    downloaded: bytes | None = field(default=None, repr=False)
+
+    def keep(self, cache: ArtifactCache | None) -> None:
+        if cache is not None and self.downloaded is not None:
+            cache.put(self.version.onnx_sha256, self.downloaded)
 
 
 def open_version(
     registry: Registry, name: str, version: int, cache: ArtifactCache | None = None
 ) -> OpenedVersion:
-    """Read, download (or take from ``cache``), verify (metadata and sha256) and open one registered
+    """Read, download (or read from ``cache``), verify (metadata and sha256) and open one registered
     version; raises if a step fails (ModelNotFoundError, ArtifactIntegrityError, botocore and
-    onnxruntime errors)."""
+    onnxruntime errors). Writes nothing to the cache: see ``OpenedVersion.keep``."""
     mv = registry.get_version(name, version)
     meta = registry.metadata(mv)
     if meta.get("onnx_sha256") != mv.onnx_sha256 or meta.get("version") != version:
@@ -80,13 +94,13 @@ def open_version(
             f"{name} v{version}: metadata.json does not describe the registered version"
         )
     onnx = cache.get(mv.onnx_sha256) if cache is not None else None
-    downloaded = onnx is None
+    downloaded = None
     if onnx is None:
-        onnx = registry.load_onnx(mv)  # verifies sha256
+        onnx = downloaded = registry.load_onnx(mv)  # verifies sha256
+    import onnxruntime as ort  # imported by now: see the module docstring
+
     session = ort.InferenceSession(onnx, sess_options=session_options(), providers=["CPUExecutionProvider"])
-    if downloaded and cache is not None:  # kept once onnxruntime could open it
-        cache.put(mv.onnx_sha256, onnx)
-    return OpenedVersion(version=mv, metadata=meta, session=session)
+    return OpenedVersion(version=mv, metadata=meta, session=session, downloaded=downloaded)
 
 
 class Prefetch:
@@ -144,6 +158,7 @@ class Prefetch:
                 future.set_exception(exc)
             return
         self._registry.set_result(registry)
+        opened_all = []
         for name, future in list(self._opened.items()):
             try:
                 version = registry.get_alias(name, CHAMPION)
@@ -151,6 +166,11 @@ class Prefetch:
                 future.set_result(opened)
             except BaseException as exc:  # the store opens it again, and reports the error itself
                 future.set_exception(exc)
+                continue
+            if opened is not None:
+                opened_all.append(opened)
+        for opened in opened_all:  # written last: init waits for the sessions, not for the disk
+            opened.keep(self._cache)
 
     def registry(self, timeout: float) -> Registry | None:
         """The registry the thread made, once made (None if it failed, timed out, or never started)."""
