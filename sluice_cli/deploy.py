@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import logging
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -101,6 +102,9 @@ class _NoManagedPolicies:
 def translate(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
     from samtranslator.translator.transform import transform
 
+    # Without a feature-toggle config (only AWS's own SAM transform has one), samtranslator warns
+    # that each toggle it looks up is "not available": true, expected, and only noise here.
+    logging.getLogger("samtranslator.feature_toggle").setLevel(logging.ERROR)
     return transform(template, parameters, _NoManagedPolicies())
 
 
