@@ -2,7 +2,8 @@
 
 ``create_app()`` builds it; the module-level ``app`` is what ``functions/api/app.py`` wraps with
 Mangum and what ``uvicorn sluice.serving.app:app`` serves locally. Building the app reads no
-AWS resource: models load on the first request that needs them.
+AWS resource: models load on the first request that needs them, unless the Lambda entry point
+loaded them during init (``SLUICE_PRELOAD_MODELS``, see ``functions/api/app.py``).
 
 Every error, including FastAPI's own validation errors and Starlette's 404/405, is answered in
 one JSON shape (see ``sluice.serving.errors``): 4xx for what the caller did wrong, 5xx only for
