@@ -35,7 +35,8 @@ from sluice.errors import (
 )
 from sluice.storage import get_object, put_bytes, put_json, sha256_hex
 
-ALIASES = ("champion", "challenger")
+CHAMPION, CHALLENGER = "champion", "challenger"
+ALIASES = (CHAMPION, CHALLENGER)
 
 
 def _now() -> str:

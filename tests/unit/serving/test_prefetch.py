@@ -4,13 +4,13 @@ trusted beyond what the store itself checks (alias, schema, integrity errors and
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sluice.errors import ArtifactIntegrityError
-from sluice.registry import Registry
 from sluice.serving.cache import ArtifactCache
 from sluice.serving.errors import ModelUnavailableError
 from sluice.serving.models import ModelStore
@@ -21,7 +21,7 @@ from tests.unit.serving.test_models import NAME, RECORD, Errors, make_store
 
 
 def prefetched(registry: FakeRegistry, *names: str) -> Prefetch:
-    prefetch = Prefetch(names, lambda: registry).start()  # type: ignore[arg-type, return-value]
+    prefetch = Prefetch(names, registry).start()  # type: ignore[arg-type]
     prefetch.join(timeout=30)
     return prefetch
 
@@ -42,28 +42,35 @@ def test_the_champion_opened_by_the_thread_is_the_one_served_and_opened_once(
     assert prefetch.take(NAME, 1, timeout=0) is None  # taken once
 
 
-def test_a_request_during_the_prefetch_waits_for_it_rather_than_downloading_again(
-    registry: FakeRegistry, clock: FakeClock
-) -> None:
-    gate = threading.Event()
+@dataclass
+class GatedRegistry(FakeRegistry):
+    """In the prefetch thread, opening a version waits for ``gate`` (before the download)."""
 
-    def slow_registry() -> FakeRegistry:
-        gate.wait(30)
-        return registry
+    gate: threading.Event = field(default_factory=threading.Event)
 
-    prefetch = Prefetch([NAME], slow_registry).start()  # type: ignore[arg-type]
+    def metadata(self, mv: Any) -> dict[str, Any]:
+        if threading.current_thread().name == "sluice-prefetch":
+            self.gate.wait(30)
+        return super().metadata(mv)
+
+
+def test_a_request_during_the_prefetch_waits_for_it_rather_than_downloading_again(clock: FakeClock) -> None:
+    registry = GatedRegistry()
+    registry.add(NAME, contract_onnx())
+    prefetch = Prefetch([NAME], registry).start()  # type: ignore[arg-type]
     store = ModelStore(refresh_seconds=60, clock=clock, on_load_error=Errors())
     store.adopt(prefetch)
     served: list[Any] = []
     request = threading.Thread(target=lambda: served.append(store.get(NAME)))
     request.start()
     request.join(0.3)
-    assert request.is_alive() and registry.calls == []  # waiting: nothing read yet
+    assert request.is_alive()  # waiting for the prefetch
+    assert registry.calls.count(f"load_onnx:{NAME}:1") == 0  # the request downloaded nothing
 
-    gate.set()
+    registry.gate.set()
     request.join(30)
     assert [m.version for m in served] == [1]
-    assert store.registry is registry  # the thread's registry (and AWS clients) is the store's
+    assert store.registry is registry  # the prefetch's registry (and AWS clients) is the store's
     assert registry.calls.count(f"load_onnx:{NAME}:1") == 1
 
 
@@ -105,22 +112,6 @@ def test_warm_skips_models_without_a_champion(registry: FakeRegistry, clock: Fak
     assert store.warm(["no-such-model", NAME]) == {NAME: 1}
 
 
-def test_a_registry_that_cannot_be_made_fails_every_prefetch_and_the_store_makes_its_own(
-    registry: FakeRegistry, clock: FakeClock
-) -> None:
-    def broken() -> Registry:
-        raise RuntimeError("no clients")
-
-    prefetch = Prefetch([NAME], broken).start()
-    prefetch.join(timeout=30)
-    store = make_store(registry, clock)
-    store.adopt(prefetch)
-
-    assert prefetch.registry(timeout=0) is None
-    assert prefetch.take(NAME, 1, timeout=0) is None
-    assert store.warm([NAME]) == {NAME: 1}
-
-
 def test_without_names_no_thread_starts_and_no_aws_client_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SLUICE_PRELOAD_MODELS", raising=False)
     monkeypatch.setenv("SLUICE_REGISTRY_TABLE", "")  # would be refused if a registry were made
@@ -132,7 +123,7 @@ def test_without_names_no_thread_starts_and_no_aws_client_is_made(monkeypatch: p
 
     assert prefetch.names == ()
     assert not prefetch._thread.is_alive() and prefetch._thread.ident is None
-    assert prefetch.registry(timeout=0) is None
+    assert prefetch.registry is None
     assert prefetch.take(NAME, 1, timeout=0) is None
 
 
@@ -155,12 +146,12 @@ def test_what_the_prefetch_downloaded_is_kept_on_disk_after_it_is_handed_over(
     registry: FakeRegistry, tmp_path: Path
 ) -> None:
     cache = ArtifactCache(tmp_path, 64 * 1024 * 1024)
-    prefetch = Prefetch([NAME], lambda: registry, cache).start()  # type: ignore[arg-type, return-value]
+    prefetch = Prefetch([NAME], registry, cache).start()  # type: ignore[arg-type]
     prefetch.join(timeout=30)
 
     sha = registry.versions_[(NAME, 1)].onnx_sha256
     assert cache.get(sha) == registry.artifacts[(NAME, 1)]
-    again = Prefetch([NAME], lambda: registry, cache).start()  # type: ignore[arg-type, return-value]
+    again = Prefetch([NAME], registry, cache).start()  # type: ignore[arg-type]
     again.join(timeout=30)
     assert again.take(NAME, 1, timeout=0) is not None
     assert registry.calls.count(f"load_onnx:{NAME}:1") == 1  # the second one read the disk

@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sluice.contracts import FeatureSchema
 from sluice.errors import ModelNotFoundError
 from sluice.features import build_feed, onnx_input_names
-from sluice.registry import Registry
+from sluice.registry import CHALLENGER, CHAMPION, Registry
 from sluice.serving.cache import ArtifactCache
 from sluice.serving.capture import CapturePolicy
 from sluice.serving.errors import IncompatibleModelError, ModelUnavailableError
@@ -40,8 +40,6 @@ from sluice.serving.prefetch import OpenedVersion, Prefetch, open_version
 from sluice.serving.schemas import RecordValidator
 from sluice.settings import get_settings
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_ENTRIES = 1024  # remembered names (unknown ones are dropped first)
 PROBABILITY_DIGITS = 6
@@ -296,7 +294,7 @@ class ModelStore:
     @property
     def registry(self) -> Registry:
         if self._registry is None and self._prefetch is not None:
-            self._registry = self._prefetch.registry(get_settings().preload_timeout_seconds)
+            self._registry = self._prefetch.registry
         if self._registry is None:
             settings = get_settings()
             settings.require("registry_table", "data_bucket")

@@ -26,20 +26,18 @@ module locks and on the GIL).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sluice.errors import ArtifactIntegrityError
-from sluice.registry import ModelVersion, Registry
+from sluice.registry import CHAMPION, ModelVersion, Registry
 from sluice.serving.cache import ArtifactCache
 
 if TYPE_CHECKING:
     import onnxruntime as ort
-
-CHAMPION = "champion"
 
 
 def session_options() -> ort.SessionOptions:
@@ -104,22 +102,13 @@ def open_version(
 
 
 class Prefetch:
-    """Opens the champion of each of ``names``, in order, in one daemon thread (``start``).
+    """Opens the champion of each of ``names``, in order, in one daemon thread (``start``), through
+    ``registry``, which the store then uses too (the function creates its AWS clients once)."""
 
-    ``make_registry`` is called in that thread; the registry it makes is offered to the store
-    (``registry``), so that the function creates its AWS clients once.
-    """
-
-    def __init__(
-        self,
-        names: Sequence[str],
-        make_registry: Callable[[], Registry],
-        cache: ArtifactCache | None = None,
-    ):
-        self.names = tuple(dict.fromkeys(n for n in names if n))
-        self._make_registry = make_registry
+    def __init__(self, names: Sequence[str], registry: Registry | None, cache: ArtifactCache | None = None):
+        self.names = tuple(dict.fromkeys(n for n in names if n)) if registry is not None else ()
+        self.registry = registry
         self._cache = cache
-        self._registry: Future[Registry] = Future()
         self._opened: dict[str, Future[OpenedVersion | None]] = {n: Future() for n in self.names}
         self._thread = threading.Thread(target=self._run, name="sluice-prefetch", daemon=True)
 
@@ -138,11 +127,11 @@ class Prefetch:
         settings = get_settings()
         names = settings.preload_model_names
         if not names:
-            return cls((), lambda: Registry("", ""))
+            return cls((), None)
         settings.require("registry_table", "data_bucket")
         registry = Registry(settings.registry_table, settings.data_bucket)
         client("s3")  # the artifacts' client, cached (sluice.aws)
-        return cls(names, lambda: registry, ArtifactCache.from_settings()).start()
+        return cls(names, registry, ArtifactCache.from_settings()).start()
 
     def start(self) -> Prefetch:
         if self.names:
@@ -150,19 +139,12 @@ class Prefetch:
         return self
 
     def _run(self) -> None:
-        try:
-            registry = self._make_registry()
-        except BaseException as exc:
-            self._registry.set_exception(exc)
-            for future in self._opened.values():
-                future.set_exception(exc)
-            return
-        self._registry.set_result(registry)
+        assert self.registry is not None  # names are empty without one
         opened_all = []
         for name, future in list(self._opened.items()):
             try:
-                version = registry.get_alias(name, CHAMPION)
-                opened = None if version is None else open_version(registry, name, version, self._cache)
+                version = self.registry.get_alias(name, CHAMPION)
+                opened = None if version is None else open_version(self.registry, name, version, self._cache)
                 future.set_result(opened)
             except BaseException as exc:  # the store opens it again, and reports the error itself
                 future.set_exception(exc)
@@ -171,15 +153,6 @@ class Prefetch:
                 opened_all.append(opened)
         for opened in opened_all:  # written last: init waits for the sessions, not for the disk
             opened.keep(self._cache)
-
-    def registry(self, timeout: float) -> Registry | None:
-        """The registry the thread made, once made (None if it failed, timed out, or never started)."""
-        if not self.names:
-            return None
-        try:
-            return self._registry.result(timeout)
-        except (FutureTimeout, Exception):
-            return None
 
     def take(self, name: str, version: int, timeout: float) -> OpenedVersion | None:
         """The opened champion of ``name`` if it is ``version``, once: waits for the thread up to
