@@ -164,8 +164,8 @@ def child(kind: str, snapshot: Path, out: Path, env: dict[str, str]) -> dict[str
 def cold_once(kind: str, snapshot: Path, env: dict[str, str]) -> dict[str, Any]:
     out = snapshot / f"cold-{kind}.json"
     out.unlink(missing_ok=True)
-    # A new execution environment: nothing in its /tmp (the API's artifact cache, sluice.serving.cache).
-    env = {**env, "SLUICE_MODEL_CACHE_DIR": tempfile.mkdtemp(prefix="model-cache-", dir=snapshot)}
+    if kind == "handler":  # a new execution environment: nothing in its /tmp (sluice.serving.cache)
+        env = {**env, "SLUICE_MODEL_CACHE_DIR": tempfile.mkdtemp(prefix="model-cache-", dir=snapshot)}
     stderr = snapshot / f"cold-{kind}.stderr"
     with stderr.open("wb") as err:
         launched = time.time()
